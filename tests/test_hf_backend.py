@@ -170,6 +170,158 @@ def test_lora_adapter_loads_unmerged_and_changes_output(tiny_dir, backend, tmp_p
     assert any(with_lora[k].texts != without[k].texts for k in with_lora)
 
 
+# ----------------------------------------------------------------- shared prefixes
+
+SCHEMA_A = ("CREATE TABLE concert (id INTEGER PRIMARY KEY, year TEXT, stadium_id INTEGER);\n"
+            "CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, age INTEGER, country TEXT);\n"
+            "CREATE TABLE stadium (id INTEGER PRIMARY KEY, name TEXT, capacity INTEGER);")
+SCHEMA_B = ("CREATE TABLE schools (id INTEGER PRIMARY KEY, name TEXT, city TEXT, students INTEGER);\n"
+            "CREATE TABLE products (pid INTEGER PRIMARY KEY, name TEXT, price REAL, stock INTEGER);")
+
+
+def schema_chat(schema: str, q: str) -> list[dict[str, str]]:
+    """The cookbook layout: the schema, then the question at the end of the user turn."""
+    return [{"role": "system", "content": "You write SQLite queries."},
+            {"role": "user", "content": f"-- DB Schema: {schema}\n\n-- External Knowledge: \n\n-- Question: {q}"}]
+
+
+def schema_requests() -> list[Request]:
+    reqs = [Request(f"a{i}", schema_chat(SCHEMA_A, q)) for i, q in enumerate(QUESTIONS)]
+    reqs += [Request(f"b{i}", schema_chat(SCHEMA_B, q)) for i, q in enumerate(QUESTIONS[:3])]
+    # shares only the system prompt with the others: batched beside them, never sharing with them
+    reqs.append(Request("lone", chat("The quick brown fox jumps over the lazy dog. " * 12)))
+    return reqs
+
+
+# the cache layout prefix sharing reads (transformers >= 4.56); older versions fall back
+needs_cache_layers = pytest.mark.skipif(not hasattr(__import__("transformers.cache_utils").cache_utils, "DynamicLayer"),
+                                        reason="transformers < 4.56: no prefix sharing")
+
+
+@needs_cache_layers
+@pytest.mark.parametrize("batch_size", [3, 5])
+def test_shared_prefix_greedy_matches_unshared_and_one_at_a_time(tiny_dir, batch_size):
+    shared = HFBackend(BackendConfig(model=str(tiny_dir), batch_size=batch_size, device="cpu"))
+    plain = HFBackend(BackendConfig(model=str(tiny_dir), batch_size=batch_size, device="cpu", share_prefix=False))
+    assert shared.share_prefix and not plain.share_prefix
+    reqs = schema_requests()
+    lengths = {r.id: len(shared.encode(r)) for r in reqs}
+    assert len(set(lengths.values())) >= 4 and min(lengths.values()) > 80  # suffixes of different lengths
+    cfg = GenerationConfig(max_new_tokens=12)
+    with_sharing = by_id(shared.generate(reqs, cfg))
+    without = by_id(plain.generate(reqs, cfg))
+    single = by_id(shared.generate_one_at_a_time(reqs, cfg))
+    assert set(with_sharing) == set(without) == set(single) == set(lengths)
+    for rid, c in with_sharing.items():
+        assert c.error is None
+        assert c.texts == without[rid].texts == single[rid].texts, rid
+        assert c.completion_tokens == without[rid].completion_tokens == single[rid].completion_tokens, rid
+        assert c.prompt_tokens == lengths[rid]
+        assert without[rid].extra["shared_prefix_tokens"] == single[rid].extra["shared_prefix_tokens"] == 0
+    # sharing happened: the rows of each database ran their schema prefix from a shared cache
+    prefixes = {rid: c.extra["shared_prefix_tokens"] for rid, c in with_sharing.items()}
+    text = shared.render(schema_chat(SCHEMA_A, "x"))
+    head = shared.tokenizer(text[:text.index("-- Question:")], add_special_tokens=False)["input_ids"]
+    assert max(prefixes[f"a{i}"] for i in range(len(QUESTIONS))) >= len(head) - 2  # all of the schema
+    assert max(prefixes[f"b{i}"] for i in range(3)) >= 32
+    assert all(0 <= p < lengths[rid] for rid, p in prefixes.items())
+    assert sorted(c.extra["batch_size"] for c in with_sharing.values()) == sorted(
+        c.extra["batch_size"] for c in without.values())
+
+
+def test_no_shared_prefix_falls_back_to_left_padding(backend):
+    # the QUESTIONS prompts share only a short system prompt: plain length-sorted batches
+    cfg = GenerationConfig(max_new_tokens=8)
+    assert backend.share_prefix
+    out = by_id(backend.generate(requests(), cfg))
+    assert all(c.extra["shared_prefix_tokens"] == 0 for c in out.values())
+    assert sorted(c.extra["batch_size"] for c in out.values()) == [2, 2, 3, 3, 3]
+    single = by_id(backend.generate_one_at_a_time(requests(), cfg))
+    assert all(out[k].texts == single[k].texts for k in out)
+
+
+@needs_cache_layers
+def test_shared_prefix_sampling_same_as_unshared_batch(tiny_dir):
+    b = HFBackend(BackendConfig(model=str(tiny_dir), batch_size=8, device="cpu"))
+    prompts = [b.encode(r) for r in schema_requests()[:5]]
+    cfg = GenerationConfig(max_new_tokens=8, temperature=1.0, top_p=0.95, n=3, seed=11)
+    first = b._generate_batch(prompts, cfg)
+    assert all(r[3] > 32 for r in first)  # (texts, tokens, latency, shared prefix tokens)
+    again = b._generate_batch(prompts, cfg)
+    b.share_prefix = False
+    unshared = b._generate_batch(prompts, cfg)
+    assert [r[0] for r in first] == [r[0] for r in again] == [r[0] for r in unshared]
+    assert all(len(r[0]) == 3 for r in first) and any(len(set(r[0])) > 1 for r in first)
+    assert [r[1] for r in first] == [r[1] for r in unshared]
+
+
+def test_unshareable_cache_falls_back(tiny_dir, monkeypatch, capsys):
+    from sqlwright.infer import hf
+
+    monkeypatch.setattr(hf, "_dynamic_cache_tensors", lambda cache, length: None)  # e.g. a sliding-window cache
+    b = HFBackend(BackendConfig(model=str(tiny_dir), batch_size=4, device="cpu"))
+    reqs = schema_requests()
+    cfg = GenerationConfig(max_new_tokens=6)
+    out = by_id(b.generate(reqs, cfg))
+    assert all(c.extra["shared_prefix_tokens"] == 0 for c in out.values())
+    assert capsys.readouterr().err.count("cannot be shared") == 1  # said once, not per batch
+    single = by_id(b.generate_one_at_a_time(reqs, cfg))
+    assert all(out[k].texts == single[k].texts for k in out)
+
+
+@needs_cache_layers
+def test_growing_cache_same_outputs_as_concatenating(tiny_dir):
+    b = HFBackend(BackendConfig(model=str(tiny_dir), batch_size=4, device="cpu"))
+    reqs = schema_requests()
+    greedy = GenerationConfig(max_new_tokens=10)
+    sampled = GenerationConfig(max_new_tokens=6, temperature=1.0, n=2, seed=3)
+    grown = (by_id(b.generate(reqs, greedy)), by_id(b.generate(reqs, sampled)))
+    assert b._plain_layers == 2  # the tiny Llama's cache is plain: the growing layers were used
+    b.grow_cache_in_place = False
+    concatenated = (by_id(b.generate(reqs, greedy)), by_id(b.generate(reqs, sampled)))
+    for new, old in zip(grown, concatenated, strict=True):
+        assert {k: c.texts for k, c in new.items()} == {k: c.texts for k, c in old.items()}
+
+
+@needs_cache_layers
+def test_growing_layer_matches_concatenation():
+    from sqlwright.infer.hf import _growing_layer
+
+    torch.manual_seed(0)
+    layer, ref = _growing_layer(capacity=6), None
+    for step in (4, 1, 1, 3, 1):  # past its capacity: it grows
+        k, v = torch.randn(3, 2, step, 5), torch.randn(3, 2, step, 5)
+        keys, values = layer.update(k, v)
+        ref = (k, v) if ref is None else (torch.cat([ref[0], k], -2), torch.cat([ref[1], v], -2))
+        assert torch.equal(keys, ref[0]) and torch.equal(values, ref[1])
+        assert layer.get_seq_length() == ref[0].shape[-2]
+    layer.batch_select_indices(torch.tensor([2, 0]))  # replaced views: the next update starts from them
+    ref = (ref[0][[2, 0]], ref[1][[2, 0]])
+    k, v = torch.randn(2, 2, 1, 5), torch.randn(2, 2, 1, 5)
+    keys, values = layer.update(k, v)
+    assert torch.equal(keys, torch.cat([ref[0], k], -2)) and torch.equal(values, torch.cat([ref[1], v], -2))
+
+
+def test_prefix_plan_splits_by_database():
+    from sqlwright.infer.hf import _prefix_plan, _shared_prefix_order
+
+    def worth(p, longest):
+        return p >= 32 and p >= 0.3 * longest
+
+    a, b = list(range(100)), list(range(1000, 1080))
+    prompts = [a + [1, 2], b + [5], a + [3], b + [6, 7, 8], list(range(500, 560)), a + [4, 4, 4]]
+    # no cut: one prefix per database, the lone prompt keeps the 3-token suffix width
+    assert _prefix_plan(prompts, worth) == [100, 80, 100, 80, 57, 100]
+    order = _shared_prefix_order(prompts, worth)
+    assert order == [0, 2, 5, 1, 3, 4]  # database a together, b together, the lone prompt last
+    assert _prefix_plan([a + [1], b + [2]], worth) is None  # nothing in common
+    assert _prefix_plan([a + [1]], worth) is None  # one prompt
+    short = [list(range(20)) + [1], list(range(20)) + [2]]
+    assert _prefix_plan(short, worth) is None  # 20 shared tokens: under the minimum
+    same = [a, a, a]  # identical prompts: the last token stays in the batched pass
+    assert _prefix_plan(same, worth) == [99, 99, 99]
+
+
 def test_missing_model_path_is_one_line_user_error(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(UserError) as e:

@@ -35,10 +35,12 @@ class EchoBackend:
 
     name = "echo"
     seen: list = []
+    configs: list = []
     fail_after: int | None = None
 
     def __init__(self, cfg):
         self.cfg = cfg
+        EchoBackend.configs.append(cfg)
 
     def generate(self, requests, config):
         for k, r in enumerate(requests):
@@ -57,7 +59,7 @@ class EchoBackend:
 @pytest.fixture
 def echo(monkeypatch):
     monkeypatch.setitem(backend_mod.BACKENDS, "echo", f"{__name__}:EchoBackend")
-    EchoBackend.seen, EchoBackend.fail_after = [], None
+    EchoBackend.seen, EchoBackend.configs, EchoBackend.fail_after = [], [], None
     return EchoBackend
 
 
@@ -148,6 +150,16 @@ def test_bad_input(echo, dataset, tmp_path, capsys):
     assert "--n 8" in capsys.readouterr().err
     assert main(["predict", "-m", "x", "-b", "echo", "-o", str(tmp_path / "p.jsonl"), "--data", str(dataset), "--split", "test"]) == 2
     assert "no split 'test' (has: dev)" in capsys.readouterr().err
+
+
+def test_cli_backend_options_reach_the_backend(echo, dataset, tmp_path):
+    base = ["predict", "-m", "x", "-b", "echo", "--data", str(dataset)]
+    assert main([*base, "-o", str(tmp_path / "a.jsonl"), "--batch-size", "4"]) == 0
+    assert main([*base, "-o", str(tmp_path / "b.jsonl"), "--no-share-prefix"]) == 0
+    (on, off) = echo.configs
+    assert on.share_prefix and on.batch_size == 4
+    assert not off.share_prefix and off.batch_size == 8
+    assert len(lines(tmp_path / "b.jsonl")) == 6
 
 
 class _SlowChat(BaseHTTPRequestHandler):

@@ -283,6 +283,7 @@ def predict_cmd(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     vote: Annotated[str, typer.Option(help="none, or execution (self-consistency over the n samples).")] = "none",
     batch_size: BatchSize = 8,
+    share_prefix: Annotated[bool, typer.Option(help="hf: run a prompt prefix shared within a batch (system prompt + schema) once, from one KV cache.")] = True,
     device: Device = None,
     dtype: Dtype = None,
     tensor_parallel: TensorParallel = 1,
@@ -299,7 +300,7 @@ def predict_cmd(
     from sqlwright.infer.predict import PredictConfig, predict
 
     bcfg = BackendConfig(model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size,
-                         tensor_parallel=tensor_parallel, lora=lora, base_url=base_url, api_key_env=api_key_env,
+                         share_prefix=share_prefix, tensor_parallel=tensor_parallel, lora=lora, base_url=base_url, api_key_env=api_key_env,
                          concurrency=concurrency, timeout=timeout)  # fmt: skip
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n, seed=seed)
     s = predict(PredictConfig(bcfg, str(out), data, split, benchmark, source, prompt, gen, vote, limit=limit, progress=progress))

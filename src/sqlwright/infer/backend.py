@@ -61,6 +61,7 @@ class BackendConfig:
     device: str | None = None  # hf: cuda / mps / cpu (default: best available)
     dtype: str | None = None  # hf/vllm: auto / bfloat16 / float16 / float32
     batch_size: int = 8  # hf: prompts per batch
+    share_prefix: bool = True  # hf: run a prompt prefix shared within a batch once and reuse its KV cache
     tensor_parallel: int = 1  # vllm
     lora: str | None = None  # vllm: adapter directory
     base_url: str | None = None  # openai: endpoint
