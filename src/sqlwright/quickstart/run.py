@@ -61,19 +61,20 @@ RECIPE: dict = {
 IDENTITY = ("questions", "train_examples", "max_new_tokens")
 
 # Time estimates (seconds). Prediction, before it is measured: model load + per question, on two
-# CPU cores (bench/RESULTS.md: ~2 s per question at 128 new tokens, batch 16) or one GPU.
+# CPU cores (bench/RESULTS.md: ~1.3 s per question at 128 new tokens, batch 16) or one GPU.
 LOAD_S = {"cpu": 15.0, "cuda": 20.0}
-PER_QUESTION_S = {"cpu": (0.6, 0.008), "cuda": (0.02, 0.0005)}  # (fixed, per new token)
+PER_QUESTION_S = {"cpu": (0.3, 0.008), "cuda": (0.02, 0.0005)}  # (fixed, per new token)
 EVAL_S = 10.0  # one evaluation of at most 100 questions, start-up included
 TRAIN_OVERHEAD_S = {"cpu": 40.0, "cuda": 40.0}  # model load, tokenizing, the final save: outside max_minutes
 MIN_TRAIN_S = 30.0
 # Training speed from the baseline's: prediction time ~ (prompt tokens + DECODE_WEIGHT x completion
-# tokens) / rate, and LoRA training runs at about TRAIN_PER_RATE x that rate: 0.108 in the full
-# 20-minute run on two idle CPU cores (68.8 training tokens/s; bench/RESULTS.md), 0.32 to 0.39 in short
-# runs on a shared machine. The lower figure keeps the cosine schedule inside the budget; max_minutes
-# stops training where the estimate is still too hopeful.
+# tokens) / rate, and LoRA training runs at about TRAIN_PER_RATE x that rate: 0.176 in the full
+# 20-minute run on two idle CPU cores (bf16 autocast, 105.6 training tokens/s, prediction with shared
+# prompt prefixes; bench/RESULTS.md), 0.32 to 0.39 in short runs on a shared machine. A figure a
+# little under the lowest keeps the cosine schedule inside the budget; max_minutes stops training
+# where the estimate is still too hopeful.
 DECODE_WEIGHT = 6.0
-TRAIN_PER_RATE = 0.11
+TRAIN_PER_RATE = 0.17
 
 
 @dataclass

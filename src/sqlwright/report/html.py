@@ -65,6 +65,13 @@ def _headline(run: RunData, cmp: Comparison | None, names: tuple[str, str | None
         sub.append(f"soft-F1 {pct(s['soft_f1'])}")
     if "ves" in s:
         sub.append(f"VES {s['ves']['ves']:.2f} · R-VES {s['ves']['r_ves']:.2f}")
+    emb = s.get("embedding") or {}
+    if emb.get("mean_distance") is not None:
+        split = [f"{label} {emb[key]:.3f}" for key, label in (("mean_distance_correct", "correct"),
+                                                              ("mean_distance_wrong", "wrong"))
+                 if emb.get(key) is not None]  # fmt: skip
+        sub.append(f'<span title="{e(emb.get("note", ""))}">embedding distance {emb["mean_distance"]:.3f}'
+                   f'{" (" + ", ".join(split) + ")" if split else ""}, secondary, weaker than EX</span>')
     parts = [f'<div class="hero"><div class="label">Execution accuracy</div><div class="big">{pct(s["ex"])}</div>'
              f'<div class="sub">{" · ".join(sub)}</div></div>']  # fmt: skip
     if cmp is not None:
@@ -288,6 +295,8 @@ def _questions(run: RunData, cmp: Comparison | None, names: tuple[str, str | Non
         verdict = _badge(cat)
         if r.get("reason"):
             verdict += f'<div class="reason">{e(r["reason"])}</div>'
+        if r.get("embedding_distance") is not None:
+            verdict += f'<div class="muted">embedding distance {r["embedding_distance"]:.3f}</div>'
         if cmp is not None:
             o = cmp.other_by_id[r["id"]]
             tag = {"fixed": '<span class="flip up">▲ wrong → right</span>',
