@@ -63,6 +63,7 @@ class HFBackend:
     min_shared_prefix = 32  # tokens: a shorter common prefix is not worth a separate pass
     min_shared_fraction = 0.3  # of the longest prompt sharing the prefix
     grow_cache_in_place = True  # KV cache with spare room, written in place (see _growing_layer_class)
+    _cache_unshareable = False  # set when a prefix pass returned a cache that cannot be shared
 
     def __init__(self, cfg: BackendConfig):
         try:
@@ -274,7 +275,7 @@ class HFBackend:
         Row ``i`` is ``prompt[:P_i] + pads + prompt[P_i:]`` with ``P_i`` = its prefix length
         (0: none); the cache holds each prefix's keys and values at positions ``[0, P_i)``
         (zeros, masked, up to the longest prefix). Each distinct prefix runs once, at batch 1."""
-        if getattr(self, "_cache_unshareable", False):
+        if self._cache_unshareable:
             return None
         plan = _prefix_plan(prompts, self._worth_sharing)
         if plan is None:
@@ -297,7 +298,7 @@ class HFBackend:
         layers = None
         for prefix, members in segments.items():
             out = self.model(input_ids=torch.tensor([prefix], dtype=torch.long, device=self.device),
-                             use_cache=True, **self._prefix_forward_kwargs())
+                             use_cache=True, **self._prefix_forward_kwargs)
             kv = _dynamic_cache_tensors(out.past_key_values, len(prefix))
             if kv is None:
                 print("sqlwright: prompt prefixes cannot be shared with this model's KV cache (it needs a plain "
@@ -324,8 +325,6 @@ class HFBackend:
         makes its own)."""
         from transformers import DynamicCache
 
-        if not hasattr(self, "_plain_layers"):
-            self._plain_layers = _plain_dynamic_layers(self.model)
         if not (self.grow_cache_in_place and self._plain_layers and (kv is None or len(kv) == self._plain_layers)):
             return None if kv is None else DynamicCache(ddp_cache_data=kv)
         cache = DynamicCache()
@@ -334,17 +333,21 @@ class HFBackend:
             layer.update(k, v)
         return cache
 
+    @functools.cached_property
+    def _plain_layers(self) -> int:
+        return _plain_dynamic_layers(self.model)
+
+    @functools.cached_property
     def _prefix_forward_kwargs(self) -> dict:
         """Keep only the last position's logits in a prefix pass where the model allows it."""
-        if not hasattr(self, "_logits_to_keep"):
-            import inspect
+        import inspect
 
-            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            try:
-                self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-            except (TypeError, ValueError):
-                self._logits_to_keep = False
-        return {"logits_to_keep": 1} if self._logits_to_keep else {}
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        try:
+            keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            keep = False
+        return {"logits_to_keep": 1} if keep else {}
 
     def close(self) -> None:
         torch = self.torch
