@@ -388,6 +388,8 @@ def load_causal_lm(resolved: ResolvedModel, dtype, label: str, vocab_size: int |
         model = transformers.AutoModelForCausalLM.from_pretrained(resolved.path_or_id, **kwargs)
     except (OSError, ValueError) as e:
         raise UserError(f"{label}: cannot load the model ({_first_line(e)})") from None
+    if resolved.gguf_file:
+        forget_gguf_quantization(model)
     if not resolved.adapter:
         return model
     try:
@@ -400,6 +402,16 @@ def load_causal_lm(resolved: ResolvedModel, dtype, label: str, vocab_size: int |
         return PeftModel.from_pretrained(model, resolved.adapter, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"{resolved.adapter}: cannot load the adapter on {resolved.base} ({_first_line(e)})") from None
+
+
+def forget_gguf_quantization(model) -> None:
+    """A GGUF checkpoint is dequantized on load (plain float tensors), but transformers still
+    marks the model as GGUF-quantized and the Trainer then refuses to train it
+    and ``save_pretrained`` to save it (after ``sqlwright merge``). Drop the marker."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def _left_padded(torch, prompts: list[list[int]], pad_id: int):

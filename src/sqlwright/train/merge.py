@@ -70,11 +70,7 @@ def merge(cfg: MergeConfig) -> Path:
     if not isinstance(model, PeftModel) or not hasattr(model, "merge_and_unload"):
         raise UserError(f"{adapter}: a {type(model).__name__} adapter cannot be merged into the weights")
     try:
-        merged = model.merge_and_unload(safe_merge=True)
-        if resolved.gguf_file:  # de-quantized on load; without this, save_pretrained refuses a "GGUF" model
-            from sqlwright.train.sft import forget_gguf_quantization
-
-            forget_gguf_quantization(merged)
+        merged = model.merge_and_unload(safe_merge=True)  # a GGUF base lost its quantized marker on load
     except ValueError as e:  # safe_merge found NaNs, or the adapter type has no merge
         raise UserError(f"{adapter}: cannot merge the adapter ({_first_line(e)})") from None
 

@@ -76,7 +76,7 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
     import torch
     import transformers
 
-    from sqlwright.infer.hf import _first_line, load_tokenizer
+    from sqlwright.infer.hf import _first_line, forget_gguf_quantization, load_tokenizer
     from sqlwright.infer.models import resolve_model
 
     resolved = resolve_model(cfg.model)
@@ -106,15 +106,6 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
     if resolved.gguf_file:
         forget_gguf_quantization(model)
     return model, tok
-
-
-def forget_gguf_quantization(model) -> None:
-    """A GGUF checkpoint is dequantized on load (plain float tensors), but transformers still
-    marks the model as GGUF-quantized and the Trainer then refuses to train it. Drop the marker."""
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
 
 
 def _peft_config(cfg: TrainConfig):
