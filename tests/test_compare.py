@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sqlwright.eval.compare import COMPARATORS, has_outer_order_by
 from sqlwright.eval.metrics import r_ves, r_ves_reward, soft_f1, time_ratio, ves
+from sqlwright.judge.compare import COMPARATORS, has_outer_order_by
 
 ORDERED_GOLD = "SELECT a, b FROM t ORDER BY a"
 PLAIN_GOLD = "SELECT a, b FROM t"

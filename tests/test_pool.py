@@ -10,7 +10,7 @@ import pytest
 from conftest import SCHOOLS_DDL, make_db
 from sqlwright.db import registry
 from sqlwright.db.pool import ExecutionPool
-from sqlwright.db.result import ExecResult, Limits, Status
+from sqlwright.types import ExecResult, Limits, Status
 
 
 @pytest.fixture

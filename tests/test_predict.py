@@ -17,14 +17,13 @@ from conftest import BIRD_QUESTIONS, SHOP_DDL, make_db
 from sqlwright.cli import main
 from sqlwright.data.build import BuildConfig, build_dataset
 from sqlwright.data.sources import SourceConfig
-from sqlwright.db.pool import ExecutionPool
-from sqlwright.db.result import Limits
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 from sqlwright.infer import backend as backend_mod
 from sqlwright.infer.backend import BackendConfig, Completion, GenerationConfig
-from sqlwright.infer.predict import PredictConfig, predict
-from sqlwright.infer.vote import vote_by_execution
+from sqlwright.judge import Judge
+from sqlwright.predict import PredictConfig, predict
 from sqlwright.prompts.spec import PromptSpec
+from sqlwright.types import Limits
 
 GOLD = {q[2]: q[4] for q in BIRD_QUESTIONS}  # question text -> gold SQL
 
@@ -123,13 +122,33 @@ def test_self_consistency_vote_by_execution(tmp_path):
         "SELECT nope FROM products",  # fails: does not vote
         "SELECT title FROM products WHERE stock > 50",  # pen
     ]
-    with ExecutionPool(Limits(timeout=5), workers=0) as pool:
-        v = vote_by_execution(candidates, db, pool)
+    with Judge("bird", Limits(timeout=5), workers=0) as judge:
+        v = judge.judge(db, None, candidates)
         assert v.groups == [[0, 1], [2, 4]] and v.failed == [3]
-        assert v.index == 0 and v.sql == candidates[0]  # tie 2-2: the group that came first
-        v2 = vote_by_execution(candidates[2:], db, pool)
-        assert v2.index == 0 and v2.groups == [[0, 2]]
-        assert vote_by_execution(["SELEC 1", "SELECT nope"], db, pool).index == 0  # none runs: first kept
+        assert v.chosen == 0  # tie 2-2: the group that came first
+        v2 = judge.judge(db, None, candidates[2:])
+        assert v2.chosen == 0 and v2.groups == [[0, 2]]
+        assert judge.judge(db, None, ["SELEC 1", "SELECT nope"]).chosen == 0  # none runs: first kept
+
+
+def test_vote_groups_by_the_chosen_comparator(tmp_path):
+    db = str(make_db(tmp_path / "shop.sqlite", SHOP_DDL))
+    candidates = [
+        "SELECT 'x' FROM products",  # one row per product: 'x' three times
+        "SELECT 'x'",  # one row
+        "SELECT 'x' FROM products UNION ALL SELECT 'x' FROM products",  # six rows
+        "SELECT 'x' FROM products",
+    ]
+    with Judge("bird", Limits(timeout=5), workers=0) as judge:  # sets: all four alike
+        assert judge.judge(db, None, candidates).groups == [[0, 1, 2, 3]]
+    with Judge("multiset", Limits(timeout=5), workers=0) as judge:  # duplicates count
+        assert judge.judge(db, None, candidates).groups == [[0, 3], [1], [2]]
+
+
+def test_predict_vote_uses_comparator(echo, dataset, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    predict(cfg(dataset, out, generation=GenerationConfig(n=3, temperature=0.8), vote="execution", comparator="multiset"))
+    assert lines(out)[0]["vote"]["comparator"] == "multiset"
 
 
 def test_vote_in_predict_records_samples(echo, dataset, tmp_path):

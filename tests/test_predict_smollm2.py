@@ -10,7 +10,7 @@ from sqlwright.data.build import BuildConfig, build_dataset
 from sqlwright.data.sources import SourceConfig
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 from sqlwright.infer.backend import BackendConfig, GenerationConfig
-from sqlwright.infer.predict import PredictConfig, predict
+from sqlwright.predict import PredictConfig, predict
 from sqlwright.prompts.spec import PromptSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]

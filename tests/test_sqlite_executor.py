@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from conftest import SCHOOLS_DDL, make_db
-from sqlwright.db.result import Limits, Status
 from sqlwright.db.sqlite import SQLiteExecutor
+from sqlwright.types import Limits, Status
 
 
 @pytest.fixture

@@ -297,7 +297,7 @@ def predict_cmd(
 ) -> None:
     """Generate SQL for every question with a local model, vLLM or an OpenAI-compatible API."""
     from sqlwright.infer.backend import BackendConfig, GenerationConfig
-    from sqlwright.infer.predict import PredictConfig, predict
+    from sqlwright.predict import PredictConfig, predict
 
     bcfg = BackendConfig(model=model, backend=backend, device=device, dtype=dtype, batch_size=batch_size,
                          share_prefix=share_prefix, tensor_parallel=tensor_parallel, lora=lora, base_url=base_url, api_key_env=api_key_env,

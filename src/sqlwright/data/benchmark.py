@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlwright.data.example import Example
 from sqlwright.errors import UserError
+from sqlwright.types import Example
 
 SPIDER_FILES = {"dev": "dev.json", "train": "train_spider.json"}
 

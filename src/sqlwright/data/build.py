@@ -24,11 +24,12 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlwright.data.example import Example
 from sqlwright.data.sources import SourceConfig, load_source
 from sqlwright.errors import UserError
+from sqlwright.infer.tokens import with_token_counter
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.spec import PromptSpec
+from sqlwright.types import Example
 
 SPLIT_BY = ("source", "database")
 
@@ -121,7 +122,7 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise UserError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite")
-    spec = cfg.prompt
+    spec = with_token_counter(cfg.prompt)
     src = cfg.source_config
     src.examples, src.rows = max(src.examples, spec.examples), max(src.rows, spec.rows)
     data = load_source(cfg.source, src)

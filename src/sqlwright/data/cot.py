@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sqlwright.data.build import _lengths, _percentiles, _record
-from sqlwright.data.example import Example
 from sqlwright.data.teacher import (
     Template,
     load_built,
@@ -46,11 +45,8 @@ from sqlwright.data.teacher import (
     write_atomic,
     write_jsonl_atomic,
 )
-from sqlwright.db.pool import ExecutionPool, dedupe, default_workers
-from sqlwright.db.result import ExecResult, Limits
+from sqlwright.db.pool import default_workers
 from sqlwright.errors import UserError, did_you_mean
-from sqlwright.eval.compare import COMPARATORS
-from sqlwright.eval.evaluate import judge
 from sqlwright.infer.backend import (
     BackendConfig,
     Completion,
@@ -59,10 +55,12 @@ from sqlwright.infer.backend import (
     load_backend,
 )
 from sqlwright.infer.output import PredictionWriter, read_done
+from sqlwright.judge import COMPARATORS, Item, Judge
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.extract import extract_sql_block
 from sqlwright.prompts.formats import FORMATS
 from sqlwright.prompts.spec import PromptSpec
+from sqlwright.types import Example, ExecResult, Limits
 
 # The llama-cookbook's rationalisation prompt, character for character (the indentation and
 # the trailing space after "is:" included): meta-llama/llama-cookbook,
@@ -197,7 +195,7 @@ class _Item:
     attempts: list[dict] = field(default_factory=list)
 
 
-def _attempt(item: _Item, c: Completion, round_: int, gen: GenerationConfig, pool: ExecutionPool, comparator: str) -> dict:
+def _attempt(item: _Item, c: Completion, round_: int, gen: GenerationConfig, judge: Judge) -> dict:
     a = {"round": round_, "temperature": gen.temperature, "prompt_tokens": c.prompt_tokens,
          "completion_tokens": c.completion_tokens, "text": c.texts[0] if c.texts else None, "sql": None}  # fmt: skip
     if c.error or not c.texts:
@@ -206,11 +204,10 @@ def _attempt(item: _Item, c: Completion, round_: int, gen: GenerationConfig, poo
     if not sql:
         return {**a, "reason": "no_sql", "detail": "no fenced SQL block in the answer"}
     a["sql"] = sql
-    pred = pool.run([(item.ex.db_path, sql)])[0]
-    verdict, detail, correct = judge(item.gold, pred, item.ex.sql, comparator)
-    if correct:
+    v = judge.judge(item.ex.db_path or "", item.ex.sql, [sql]).candidates[0]
+    if v.correct:
         return {**a, "reason": None, "detail": ""}
-    return {**a, "reason": _VERDICT_REASON.get(verdict, "error"), "detail": detail}
+    return {**a, "reason": _VERDICT_REASON.get(v.verdict, "error"), "detail": v.reason}
 
 
 def _finished(item: _Item, kept: bool) -> dict:
@@ -249,20 +246,22 @@ def run_cot(cfg: CotConfig) -> CotStats:
     return _finalize(cfg, out, out_spec, built, examples, done, len(todo), time.monotonic() - t0)
 
 
-def _execute_gold(cfg: CotConfig, todo: list[_Item], limits: Limits) -> None:
-    tasks = [(it.ex.db_path or "", it.ex.sql) for it in todo]
+def _execute_gold(cfg: CotConfig, todo: list[_Item], limits: Limits) -> Judge:
+    """Run every gold once on all cores; the in-process judge that checks answers keeps them."""
+    items = [Item(it.ex.db_path or "", it.ex.sql) for it in todo]
     workers = default_workers() if cfg.workers is None else cfg.workers
-    distinct = len(dedupe(tasks)[0])
-    with ExecutionPool(limits, workers) as pool:  # closed before the teacher starts any thread
-        pool.start(min(workers, distinct))
+    with Judge(cfg.comparator, limits, workers) as judge:  # closed before the teacher starts any thread
+        distinct = judge.distinct(items)
+        judge.pool.start(min(workers, distinct))
         with progress_bar(distinct, "executing gold SQL", cfg.progress, unit="queries") as advance:
-            for it, res in zip(todo, pool.run(tasks, progress=advance), strict=True):
-                it.gold = res
+            for it, j in zip(todo, judge.judge_many(items, progress=advance), strict=True):
+                it.gold = j.gold
+        return judge.in_process()
 
 
 def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
     limits = Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb)
-    _execute_gold(cfg, todo, limits)
+    judge = _execute_gold(cfg, todo, limits)  # one query per answer from here, in this process
     writers = {s: PredictionWriter(out / "log" / f"{s}.jsonl") for s in {it.split for it in todo}}
     pending = []
     for it in todo:
@@ -275,7 +274,6 @@ def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
     tokens = 0
     t0 = time.monotonic()
     backend = load_backend(cfg.teacher) if pending else None
-    pool = ExecutionPool(limits, workers=0)  # one query per answer, in this process
     try:
         with progress_bar(len(todo), "reasoning", cfg.progress, unit="examples") as advance:
             advance(len(todo) - len(pending), note="")
@@ -293,7 +291,7 @@ def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
                 pending = []
                 for c in backend.generate(requests, gen):
                     it = by_key.pop(c.id)
-                    a = _attempt(it, c, round_, gen, pool, cfg.comparator)
+                    a = _attempt(it, c, round_, gen, judge)
                     it.attempts.append(a)
                     tokens += c.completion_tokens
                     kept = a["reason"] is None
@@ -315,7 +313,7 @@ def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
     finally:
         for w in writers.values():
             w.close()
-        pool.close()
+        judge.close()
         if backend is not None:
             backend.close()
 

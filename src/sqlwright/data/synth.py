@@ -54,15 +54,15 @@ from sqlwright.data.teacher import (
     write_atomic,
     write_jsonl_atomic,
 )
-from sqlwright.db.introspect import Schema, Table, introspect_sqlite
+from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.db.pool import ExecutionPool
-from sqlwright.db.result import ExecResult, Limits, Status
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.infer.backend import BackendConfig, GenerationConfig, Request, load_backend
 from sqlwright.infer.output import PredictionWriter, read_done
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.extract import extract_sql, extract_sql_block
 from sqlwright.prompts.schema import SchemaOptions, serialize_schema
+from sqlwright.types import ExecResult, Limits, Schema, Status, Table
 
 SHAPES: dict[str, str] = {
     "simple": "Each query reads one table, with filters, ordering or LIMIT, and no aggregation.",

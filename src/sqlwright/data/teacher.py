@@ -14,10 +14,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlwright.data.example import Example
-from sqlwright.db.introspect import Schema, introspect_sqlite
+from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.errors import UserError
+from sqlwright.infer.tokens import with_token_counter
 from sqlwright.prompts.spec import PromptSpec
+from sqlwright.types import Example, Schema
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -134,7 +135,7 @@ def load_built(folder: str | Path, splits: list[str] | None = None) -> BuiltData
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such dataset folder; create it with `sqlwright data build`")
-    spec = PromptSpec.load(folder)
+    spec = with_token_counter(PromptSpec.load(folder))
     have = sorted(p.stem for p in folder.glob("*.jsonl"))
     wanted = splits or have
     missing = [s for s in wanted if s not in have]

@@ -8,61 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlwright.db.sqlite import readonly_uri
-
-
-@dataclass
-class Column:
-    name: str
-    type: str = ""
-    primary_key: bool = False
-    description: str = ""  # e.g. from BIRD's database_description/*.csv
-    examples: list = field(default_factory=list)
-
-
-@dataclass
-class ForeignKey:
-    column: str
-    ref_table: str
-    ref_column: str
-
-
-@dataclass
-class Table:
-    name: str
-    columns: list[Column]
-    foreign_keys: list[ForeignKey] = field(default_factory=list)
-    ddl: str = ""  # the CREATE TABLE statement as the database stores it
-    internal: bool = False  # sqlite_sequence & co: listed by sqlite_master, not user data
-    rows: list[tuple] = field(default_factory=list)  # first rows, when asked for
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
-
-
-@dataclass
-class Schema:
-    db_id: str
-    tables: list[Table]
-    fk_order: list[tuple[str, ForeignKey]] | None = None  # the source's own order, when it has one
-    ddl_text: str | None = None  # the schema exactly as the source gave it (CREATE TABLE text)
-
-    @property
-    def foreign_keys(self) -> list[tuple[str, ForeignKey]]:
-        """(table, key) pairs, in the source's order (Spider's tables.json) or table order."""
-        if self.fk_order is not None:
-            return self.fk_order
-        return [(t.name, fk) for t in self.tables for fk in t.foreign_keys]
-
-    def table(self, name: str) -> Table:
-        return next(t for t in self.tables if t.name.lower() == name.lower())
-
-    @property
-    def user_tables(self) -> list[Table]:
-        return [t for t in self.tables if not t.internal]
+from sqlwright.types import Column, ForeignKey, Schema, Table
 
 
 def _q(name: str) -> str:

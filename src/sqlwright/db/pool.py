@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from sqlwright.db.registry import executor_for
-from sqlwright.db.result import DEFAULT_LIMITS, ExecResult, Limits, Status
+from sqlwright.db.registry import check_targets, executor_for
+from sqlwright.types import DEFAULT_LIMITS, ExecResult, Limits, Status
 
 Task = tuple[str, str]  # (database target: a file path or URL, SQL)
 
@@ -89,15 +89,17 @@ class ExecutionPool:
     ``workers=0`` executes in this process (no watchdog: the SQLite interrupt only).
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, workers: int | None = None, grace: float = 0.5):
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, workers: int | None = None, grace: float = 0.5,
+                 start_method: str | None = None):
         self.limits = limits
         self.n_workers = default_workers() if workers is None else max(0, int(workers))
         self.grace = grace
         self._workers: list[_Worker] = []
         self._local: dict[str, object] = {}
-        # fork: instant start, and no re-import of the caller's __main__ (which spawn does:
-        # a script without a __main__ guard would run again in every worker).
-        self._ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+        # fork (default on Linux): instant start, and no re-import of the caller's __main__
+        # (which spawn does: a script without a __main__ guard would run again in every
+        # worker). From a process with threads (a trainer), ask for "forkserver".
+        self._ctx = mp.get_context(start_method or ("fork" if sys.platform == "linux" else "spawn"))
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> ExecutionPool:
@@ -151,6 +153,7 @@ class ExecutionPool:
         ``self.last_times[i]`` holds the list of elapsed seconds for task ``i``.
         """
         unique, index = dedupe(tasks)
+        check_targets({t for t, _ in unique})
         # Same database together: connections are reused; order is otherwise stable.
         order = sorted(range(len(unique)), key=lambda i: unique[i][0])
         results: list[tuple | None] = [None] * len(unique)

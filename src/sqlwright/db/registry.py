@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from sqlwright.db.result import Limits
+from sqlwright.errors import UserError
+from sqlwright.types import Limits
 
 EXECUTORS: dict[str, str] = {
     "sqlite": "sqlwright.db.sqlite:SQLiteExecutor",
@@ -23,6 +24,16 @@ def dialect_of(target: str) -> str:
         return "sqlite"
     scheme = target.split("://", 1)[0].split("+", 1)[0].lower()
     return scheme if scheme in EXECUTORS else _URL_SCHEMES.get(scheme, scheme)
+
+
+def check_targets(targets: set[str]) -> None:
+    """Refuse, before anything runs, targets no executor can open (one line, exit code 2)."""
+    for target in targets:
+        dialect = dialect_of(target)
+        if dialect not in EXECUTORS:
+            shown = target.split("://", 1)[0] + "://" + target.rsplit("@", 1)[-1] if "@" in target else target  # no password
+            raise UserError(f"{shown}: {dialect} databases are not supported yet; sqlwright executes SQLite files "
+                            f"(give a folder of .sqlite files with --db-root)")
 
 
 def executor_for(target: str, limits: Limits, cache: dict) -> object:

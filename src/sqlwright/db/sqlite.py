@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from sqlwright.db.result import DEFAULT_LIMITS, ExecResult, Limits, Status
+from sqlwright.types import DEFAULT_LIMITS, ExecResult, Limits, Status
 
 _ALLOWED_ACTIONS = {
     sqlite3.SQLITE_SELECT,

@@ -25,14 +25,13 @@ from pathlib import Path
 
 from sqlwright import __version__
 from sqlwright.data.benchmark import Benchmark, load_benchmark
-from sqlwright.data.example import Example
-from sqlwright.db.pool import ExecutionPool, dedupe, default_workers
-from sqlwright.db.result import ExecResult, Limits, Status
+from sqlwright.db.pool import default_workers
 from sqlwright.errors import UserError
-from sqlwright.eval.compare import COMPARATORS, explain_mismatch, get_comparator
 from sqlwright.eval.metrics import r_ves, soft_f1, time_ratio, ves
 from sqlwright.eval.predictions import Prediction, pair_predictions, read_predictions
+from sqlwright.judge import COMPARATORS, Item, Judge, Judgement
 from sqlwright.progress import progress_bar
+from sqlwright.types import Example, ExecResult, Limits, Status
 
 DIFFICULTY_ORDER = {
     "bird": ["simple", "moderate", "challenging"],
@@ -104,27 +103,6 @@ def _preview(res: ExecResult | None) -> list[list] | None:
     return [[cell(v) for v in row] for row in res.rows[:PREVIEW_ROWS]]
 
 
-def judge(
-    gold: ExecResult, pred: ExecResult | None, gold_sql: str, comparator: str, same: bool | None = None
-) -> tuple[str, str, bool]:
-    """(verdict, reason, correct) for one question, given both executions; ``same`` is the
-    comparator's answer when the caller already has it."""
-    if gold.status is Status.DB_MISSING:
-        return "db_missing", gold.error, False
-    if pred is None:
-        return "missing", "no prediction for this question", False
-    if not gold.ok:
-        return "gold_error", f"gold SQL failed ({gold.status.value}): {gold.error}", False
-    if not pred.ok:
-        verdict = {Status.TIMEOUT: "timeout", Status.TOO_MANY_ROWS: "too_many_rows"}.get(pred.status, "error")
-        return verdict, f"{pred.status.value}: {pred.error}", False
-    if same is None:
-        same = get_comparator(comparator).equal(gold.rows, pred.rows, gold_sql)
-    if same:
-        return "correct", "", True
-    return "wrong", explain_mismatch(gold.rows, pred.rows), False
-
-
 # -- difficulty -------------------------------------------------------------------------
 def _difficulties(bench: Benchmark) -> dict[str, str | None]:
     if bench.layout == "bird":
@@ -177,9 +155,10 @@ def summarize(records: list[dict], layout: str, cfg: EvalConfig, extra: dict) ->
     total = _group(records)
     scored = [r for r in records if r["verdict"] != "db_missing"]
     ex_by = {
-        name: round(100 * sum(r["equal"].get(name, False) for r in scored) / len(scored), 2) if scored else None
+        name: round(100 * sum(bool(r["equal"].get(name)) for r in scored) / len(scored), 2) if scored else None
         for name in COMPARATORS
     }
+    not_computed = {name: n for name in COMPARATORS if (n := sum(r["equal"].get(name, False) is None for r in scored))}
     return {
         "ex": total["ex"],
         "comparator": cfg.comparator,
@@ -191,6 +170,7 @@ def summarize(records: list[dict], layout: str, cfg: EvalConfig, extra: dict) ->
                    ("correct", "wrong", "error", "timeout", "too_many_rows", "missing", "db_missing", "gold_error")},
         "errors_by_status": dict(Counter(r["pred_status"] for r in records if r["verdict"] == "error")),
         "ex_by_comparator": ex_by,
+        "not_computed_by_comparator": not_computed,  # bounded searches that gave up (counted as not equal)
         "by_difficulty": by_diff,
         "by_database": {db: _group(rs) for db, rs in sorted(by_db.items())},
         "difficulty_kind": "difficulty" if layout == "bird" else "hardness",
@@ -237,36 +217,25 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         raise UserError(f"{bench.db_root}: none of the {len(db_paths)} databases is there (looked for e.g. {sample}); check --db-root")
     difficulty = _difficulties(bench)
 
-    tasks: list[tuple[str, str]] = []
-    slots: list[tuple[int, int | None]] = []
-    for ex in bench.examples:
-        path = db_paths[ex.db_id]
-        gi = len(tasks)
-        tasks.append((path, ex.sql))
-        pi = None
-        if ex.id in paired:
-            pi = len(tasks)
-            tasks.append((path, paired[ex.id].sql))
-        slots.append((gi, pi))
-
+    items = [Item(db_paths[ex.db_id], ex.sql, [paired[ex.id].sql] if ex.id in paired else []) for ex in bench.examples]
     limits = Limits(cfg.timeout, cfg.max_rows, cfg.memory_mb)
     workers = default_workers() if cfg.workers is None else cfg.workers
-    distinct = len(dedupe(tasks)[0])
     t_exec = time.monotonic()
-    with ExecutionPool(limits, workers) as pool:
-        pool.start(min(workers, distinct))
+    with Judge(cfg.comparator, limits, workers) as judge:
+        distinct = judge.distinct(items)
+        judge.pool.start(min(workers, distinct))
         with progress_bar(distinct, "executing", cfg.progress, unit="queries") as advance:
-            results = pool.run(tasks, progress=advance)
-        stats = pool.last_stats
+            judged = judge.judge_many(items, all_comparators=True, progress=advance)
+        stats = judge.last_stats
         exec_wall = time.monotonic() - t_exec
-        records = _records(bench, paired, difficulty, slots, results, cfg.comparator)
-        ves_summary = _measure_ves(pool, records, slots, tasks, cfg) if cfg.ves else None
+        records = _records(bench, paired, difficulty, judged)
+        ves_summary = _measure_ves(judge, records, items, cfg) if cfg.ves else None
 
     extra = {
         "workers": workers,
         "predictions_format": fmt,
         "timing": {"total_s": None, "execute_wall_s": round(exec_wall, 3),
-                   "distinct_queries": distinct, "executions_saved": len(tasks) - distinct,
+                   "distinct_queries": distinct, "executions_saved": stats["tasks"] - distinct,
                    "execute_cpu_sum_s": round(stats["execute_seconds"], 3)},
     }  # fmt: skip
     if ves_summary:
@@ -281,14 +250,18 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
     return EvalRun(summary, records, out_dir)
 
 
-def _records(bench, paired: dict[str, Prediction], difficulty, slots, results, comparator) -> list[dict]:
+def _records(bench, paired: dict[str, Prediction], difficulty, judged: list[Judgement]) -> list[dict]:
     records = []
-    for ex, (gi, pi) in zip(bench.examples, slots, strict=True):
-        gold = results[gi]
-        pred = results[pi] if pi is not None else None
+    for ex, j in zip(bench.examples, judged, strict=True):
+        gold = j.gold
+        if j.candidates:
+            v = j.candidates[0]
+            pred, verdict, reason, correct, equal = v.result, v.verdict, v.reason, v.correct, v.equal
+        else:
+            pred, equal = None, {}
+            verdict, reason, correct = ("db_missing", gold.error, False) if gold.status is Status.DB_MISSING else (
+                "missing", "no prediction for this question", False)
         both_ok = pred is not None and gold.ok and pred.ok
-        equal = {name: c.equal(gold.rows, pred.rows, ex.sql) for name, c in COMPARATORS.items()} if both_ok else {}
-        verdict, reason, correct = judge(gold, pred, ex.sql, comparator, equal.get(comparator))
         records.append(_record(ex, paired.get(ex.id), difficulty.get(ex.id), gold, pred, verdict, reason, correct,
                                soft_f1(gold.rows, pred.rows) if both_ok else 0.0, equal))  # fmt: skip
     return records
@@ -308,15 +281,15 @@ def _record(ex: Example, p, diff, gold, pred, verdict, reason, correct, f1, equa
     }  # fmt: skip
 
 
-def _measure_ves(pool, records, slots, tasks, cfg) -> dict:
+def _measure_ves(judge: Judge, records, items: list[Item], cfg) -> dict:
     """Re-run each correct pair ``ves_repeat`` times; BIRD's VES and mini-dev's R-VES."""
-    todo = [(i, slots[i]) for i, r in enumerate(records) if r["correct"]]
-    timing = [tasks[gi] for _, (gi, _) in todo] + [tasks[pi] for _, (_, pi) in todo]
+    todo = [i for i, r in enumerate(records) if r["correct"]]
+    timing = [(items[i].target, items[i].gold) for i in todo] + [(items[i].target, items[i].candidates[0]) for i in todo]
     with progress_bar(len(timing), "timing (VES)", cfg.progress, unit="queries") as advance:
-        pool.run(timing, progress=advance, repeat=cfg.ves_repeat)
-    times = pool.last_times
+        judge.execute(timing, progress=advance, repeat=cfg.ves_repeat)
+    times = judge.last_times
     ratios = [0.0] * len(records)
-    for k, (i, _) in enumerate(todo):
+    for k, i in enumerate(todo):
         g, p = times[k], times[len(todo) + k]
         ratios[i] = time_ratio(g, p) if g and p else 0.0
         records[i]["time_ratio"] = round(ratios[i], 4)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from sqlwright.db.introspect import Schema, Table
+from sqlwright.types import Schema, Table
 
 _WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])|\d+")
 _STOP = {"the", "of", "and", "for", "in", "on", "to", "is", "are", "what", "which", "how", "many",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlwright.data.example import Example
+from sqlwright.types import Example
 
 COOKBOOK_SYSTEM = (
     "You are a text to SQL query translator. Using the SQLite DB Schema and the External Knowledge, "

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sqlwright.db.introspect import Schema, Table
+from sqlwright.types import Schema, Table
 
 
 @dataclass(frozen=True)

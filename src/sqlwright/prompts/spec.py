@@ -5,16 +5,16 @@ to the prompt it was trained with."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sqlwright import __version__
-from sqlwright.data.example import Example
-from sqlwright.db.introspect import Schema
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.prompts.budget import approx_tokens, fit_schema
 from sqlwright.prompts.formats import FORMATS
 from sqlwright.prompts.schema import SERIALIZERS, SchemaOptions, serialize_schema
+from sqlwright.types import Example, Schema
 
 STYLES = ("messages", "prompt-completion")
 
@@ -42,7 +42,9 @@ class PromptSpec:
             problems.append(f"max_schema_tokens must be positive, not {self.max_schema_tokens}")
         if problems:
             raise UserError("; ".join(problems))
-        self._count = None
+        # counts tokens for the budget; set from the tokenizer by the caller (see
+        # ``sqlwright.infer.tokens.with_token_counter``), so prompts import no model library
+        self.token_counter: Callable[[str], int] | None = None
 
     @property
     def serializer_name(self) -> str:
@@ -53,15 +55,12 @@ class PromptSpec:
         return SchemaOptions(examples=self.examples, rows=self.rows, descriptions=self.descriptions)
 
     def count_tokens(self, text: str) -> int:
-        if self._count is None:
-            if self.tokenizer:
-                from sqlwright.prompts.tokens import load_tokenizer
-
-                tok = load_tokenizer(self.tokenizer)
-                self._count = lambda t: len(tok(t, add_special_tokens=False)["input_ids"])
-            else:
-                self._count = approx_tokens
-        return self._count(text)
+        if self.token_counter is not None:
+            return self.token_counter(text)
+        if self.tokenizer:
+            raise RuntimeError(f"PromptSpec(tokenizer={self.tokenizer!r}) needs its counter: "
+                               "pass it through sqlwright.infer.tokens.with_token_counter first")
+        return approx_tokens(text)
 
     def schema_text(self, schema: Schema, question: str) -> tuple[str, bool]:
         """The schema as it goes into the prompt, and whether the budget cut it."""

@@ -349,7 +349,7 @@ def _predict(model: str, data: Path, preds: Path, cfg: QuickstartConfig) -> tupl
     """Predict the dev split; (predict's summary, the seconds a whole prediction takes, or None
     when nothing was left to predict)."""
     from sqlwright.infer.backend import BackendConfig, GenerationConfig
-    from sqlwright.infer.predict import PredictConfig, predict
+    from sqlwright.predict import PredictConfig, predict
 
     before = _read_predictions(preds)
     preds.parent.mkdir(parents=True, exist_ok=True)

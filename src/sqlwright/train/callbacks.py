@@ -74,6 +74,22 @@ class DevAccuracy(TrainerCallback):
         self.comparator, self.timeout, self.style = comparator, timeout, style
         self.trainer = None  # set by sft() once the trainer exists (to log through it)
         self.history: list[tuple[int, float]] = []
+        self._judge = None  # started at the first evaluation, reused, closed when training ends
+
+    @property
+    def judge(self):
+        if self._judge is None:
+            from sqlwright.judge import Judge
+            from sqlwright.types import Limits
+
+            # a small pool of reused workers, started without forking the trainer's threads
+            self._judge = Judge(self.comparator, Limits(timeout=self.timeout), workers=2, start_method="forkserver")
+        return self._judge
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._judge is not None:
+            self._judge.close()
+            self._judge = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every and state.global_step % self.every == 0:
@@ -82,8 +98,7 @@ class DevAccuracy(TrainerCallback):
     def evaluate(self, state, model, tokenizer) -> float | None:
         if not state.is_world_process_zero or tokenizer is None:
             return None
-        acc = dev_accuracy(model, tokenizer, self.records, self.max_new_tokens, self.batch_size,
-                           self.comparator, self.timeout, self.style)
+        acc = dev_accuracy(model, tokenizer, self.records, self.max_new_tokens, self.batch_size, self.judge, self.style)
         self.history.append((state.global_step, acc))
         print(f"step {state.global_step}: {METRIC} {acc:.3f} on {len(self.records)} questions", file=sys.stderr)
         if self.trainer is not None:
@@ -92,15 +107,14 @@ class DevAccuracy(TrainerCallback):
 
 
 def dev_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int, batch_size: int,
-                 comparator: str, timeout: float, style: str = "messages") -> float:
-    """Execution accuracy of ``model`` (greedy) on ``records`` of a built dataset."""
+                 judge, style: str = "messages") -> float:
+    """Execution accuracy of ``model`` (greedy) on ``records`` of a built dataset, as ``judge``
+    (a ``sqlwright.judge.Judge``) scores it; an answer with no SQL counts as wrong ("no SQL")."""
     import torch
 
-    from sqlwright.db.pool import ExecutionPool
-    from sqlwright.db.result import Limits
-    from sqlwright.eval.evaluate import judge
     from sqlwright.infer.backend import GenerationConfig, Request
     from sqlwright.infer.hf import HFBackend
+    from sqlwright.judge import Item
     from sqlwright.prompts.extract import extract_sql
 
     unwrapped = getattr(model, "module", model)  # DDP
@@ -124,13 +138,7 @@ def dev_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int, bat
         unwrapped.config.use_cache = use_cache
         if was_training:
             unwrapped.train()
-    tasks = []
-    for r in records:
-        tasks += [(r["db_path"], r["sql"]), (r["db_path"], extract_sql(texts.get(str(r["id"]), "")) or "SELECT")]
-    with ExecutionPool(Limits(timeout=timeout)) as pool:
-        results = pool.run(tasks)
-    correct = 0
-    for i, r in enumerate(records):
-        gold, pred = results[2 * i], results[2 * i + 1]
-        correct += judge(gold, pred, r["sql"], comparator)[2]
+    items = [Item(r["db_path"], r["sql"], [extract_sql(texts.get(str(r["id"]), ""))]) for r in records]
+    judged = judge.judge_many(items)
+    correct = sum(j.candidates[0].correct for j in judged)
     return correct / len(records) if records else 0.0

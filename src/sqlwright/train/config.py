@@ -114,7 +114,7 @@ def check(cfg: TrainConfig, source: str = "config") -> list[str]:
     if cfg.dev_eval.every < 0 or cfg.dev_eval.questions < 1:
         p.append(f"{where}dev_eval.every must be >= 0 and dev_eval.questions >= 1")
     if cfg.dev_eval.every:
-        from sqlwright.eval.compare import COMPARATORS
+        from sqlwright.judge.compare import COMPARATORS
 
         if cfg.dev_eval.comparator not in COMPARATORS:
             p.append(f"{where}dev_eval.comparator: unknown {cfg.dev_eval.comparator!r}{did_you_mean(cfg.dev_eval.comparator, COMPARATORS)}")

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 
 from sqlwright.data.benchmark import Benchmark, load_benchmark
-from sqlwright.data.example import Example
-from sqlwright.db.introspect import Schema
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.types import Example, Schema
 
 
 @dataclass

@@ -8,8 +8,9 @@ import io
 from pathlib import Path
 
 from sqlwright.data.sources import SourceConfig, SourceData, benchmark_splits
-from sqlwright.db.introspect import Schema, introspect_sqlite
+from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.errors import UserError
+from sqlwright.types import Schema
 
 
 def load(cfg: SourceConfig) -> SourceData:

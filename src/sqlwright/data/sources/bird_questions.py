@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 
 from sqlwright.data.benchmark import read_json
-from sqlwright.data.example import Example
 from sqlwright.data.sources import SourceConfig, SourceData
 from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.types import Example
 
 
 def split_statements(script: str) -> list[str]:

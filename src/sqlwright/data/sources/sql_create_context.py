@@ -12,10 +12,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from sqlwright.data.example import Example
 from sqlwright.data.sources import SourceConfig, SourceData
-from sqlwright.db.introspect import Schema, Table, introspect_connection
+from sqlwright.db.introspect import introspect_connection
 from sqlwright.errors import UserError
+from sqlwright.types import Example, Schema, Table
 
 HUB_ID = "b-mc2/sql-create-context"
 FIELDS = ("question", "context", "answer")

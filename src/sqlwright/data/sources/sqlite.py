@@ -11,10 +11,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from sqlwright.data.example import Example
 from sqlwright.data.sources import SourceConfig, SourceData
 from sqlwright.db.introspect import introspect_sqlite, introspect_url
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.types import Example
 
 REQUIRED = ("question", "sql")
 SUFFIXES = (".sqlite", ".db", ".sqlite3")

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlwright.db.pool import ExecutionPool
-from sqlwright.db.result import Limits
 from sqlwright.errors import UserError
 from sqlwright.infer.backend import (
     BackendConfig,
@@ -24,10 +22,12 @@ from sqlwright.infer.backend import (
     load_backend,
 )
 from sqlwright.infer.output import PredictionWriter, read_done
-from sqlwright.infer.vote import vote_by_execution
+from sqlwright.infer.tokens import with_token_counter
+from sqlwright.judge import Judge, check_comparator
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.extract import extract_sql
 from sqlwright.prompts.spec import PromptSpec
+from sqlwright.types import Limits
 
 VOTES = ("none", "execution")
 
@@ -43,6 +43,7 @@ class PredictConfig:
     prompt: str | None = None  # prompt.json (a dataset or model folder, or the file)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     vote: str = "none"
+    comparator: str = "bird"  # how --vote execution groups samples: the comparator you score with
     vote_timeout: float = 10.0
     limit: int | None = None  # first N examples only
     progress: bool = True
@@ -79,7 +80,7 @@ def _from_benchmark(cfg: PredictConfig) -> list[Item]:
 
     if not cfg.prompt:
         raise UserError("predicting on --benchmark needs --prompt: the prompt.json of the dataset the model was trained on (or its folder)")
-    spec = PromptSpec.load(cfg.prompt)
+    spec = with_token_counter(PromptSpec.load(cfg.prompt))
     split = cfg.split or "dev"
     data = load_source(cfg.source, SourceConfig(path=cfg.benchmark, splits=[split], examples=spec.examples, rows=spec.rows))
     items = []
@@ -90,14 +91,15 @@ def _from_benchmark(cfg: PredictConfig) -> list[Item]:
     return items
 
 
-def _record(item: Item, c: Completion, pool: ExecutionPool | None) -> dict:
+def _record(item: Item, c: Completion, judge: Judge | None) -> dict:
     sqls = [extract_sql(t) for t in c.texts]
     rec = {"id": item.request.id, "db_id": item.db_id, "sql": sqls[0] if sqls else "", "raw": c.texts[0] if c.texts else ""}
     if len(c.texts) > 1:
         rec["samples"], rec["sqls"] = c.texts, sqls
-        if pool is not None and item.db_path:
-            v = vote_by_execution(sqls, item.db_path, pool)
-            rec["sql"], rec["raw"], rec["vote"] = v.sql, c.texts[v.index], v.to_dict()
+        if judge is not None and item.db_path:
+            j = judge.judge(item.db_path, None, sqls)
+            rec["sql"], rec["raw"] = sqls[j.chosen], c.texts[j.chosen]
+            rec["vote"] = {"chosen": j.chosen, "groups": j.groups, "failed": j.failed, "comparator": judge.comparator}
     rec.update(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, latency=round(c.latency, 4))
     if c.error:
         rec["error"] = c.error
@@ -107,6 +109,7 @@ def _record(item: Item, c: Completion, pool: ExecutionPool | None) -> dict:
 def predict(cfg: PredictConfig) -> dict:
     if cfg.vote not in VOTES:
         raise UserError(f"--vote must be one of {', '.join(VOTES)}, not {cfg.vote!r}")
+    check_comparator(cfg.comparator)
     if cfg.vote == "execution" and cfg.generation.n < 2:
         raise UserError("--vote execution needs several samples: pass --n 8 (and a --temperature above 0)")
     if (cfg.data is None) == (cfg.benchmark is None):
@@ -124,12 +127,12 @@ def predict(cfg: PredictConfig) -> dict:
     backend = load_backend(cfg.backend)
     by_id = {it.request.id: it for it in todo}
     writer = PredictionWriter(out)
-    pool = ExecutionPool(Limits(timeout=cfg.vote_timeout), workers=0) if cfg.vote == "execution" else None
+    judge = Judge(cfg.comparator, Limits(timeout=cfg.vote_timeout), workers=0) if cfg.vote == "execution" else None
     t0 = time.monotonic()
     try:
         with progress_bar(len(todo), "predicting", cfg.progress, unit="examples") as advance:
             for c in backend.generate([it.request for it in todo], cfg.generation):
-                writer.write(_record(by_id[c.id], c, pool))
+                writer.write(_record(by_id[c.id], c, judge))
                 summary["written"] += 1
                 summary["errors"] += bool(c.error)
                 summary["completion_tokens"] += c.completion_tokens
@@ -137,8 +140,8 @@ def predict(cfg: PredictConfig) -> dict:
     finally:
         writer.close()
         backend.close()
-        if pool is not None:
-            pool.close()
+        if judge is not None:
+            judge.close()
     summary["seconds"] = round(time.monotonic() - t0, 2)
     summary["tokens_per_second"] = round(summary["completion_tokens"] / max(1e-9, summary["seconds"]), 2)
     return summary

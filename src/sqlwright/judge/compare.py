@@ -22,14 +22,24 @@ training data and compute RL rewards, so there is one definition of correct.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
 
 Rows = Sequence[tuple]
+
+# Bounds on the test-suite column-permutation search, so a wide result cannot hang a run:
+# column assignments tried, and permuted rows compared.
+MAX_ASSIGNMENTS = 100_000
+MAX_PERMUTED_ROWS = 2_000_000
+
+
+class NotComputed(Exception):
+    """A comparator gave up within its bounds; the message says why (recorded, never a crash)."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,12 @@ def _quick_rej(r1: list, r2: list, order_matters: bool) -> bool:
     return s1 == s2 if order_matters else set(s1) == set(s2)
 
 
-def _constraint_permutations(col_sets: list[set], r2: list):
+def _constraint_permutations(col_sets: list[set], r2: list) -> tuple[Iterator[tuple], int]:
+    """The column assignments to try, and how many there are."""
     n = len(r2[0])
     constraints = [set(range(n)) for _ in range(n)]
     if n <= 3:
-        return product(*constraints)
+        return product(*constraints), n**n
     rng = random.Random(0)
     for _ in range(20):
         row = rng.choice(r2)
@@ -138,7 +149,7 @@ def _constraint_permutations(col_sets: list[set], r2: list):
             for c2 in set(constraints[c1]):
                 if row[c2] not in col_sets[c1]:
                     constraints[c1].remove(c2)
-    return product(*constraints)
+    return product(*constraints), math.prod(len(c) for c in constraints)
 
 
 def _result_eq(r1: list, r2: list, order_matters: bool) -> bool:
@@ -152,9 +163,16 @@ def _result_eq(r1: list, r2: list, order_matters: bool) -> bool:
     if not _quick_rej(r1, r2, order_matters):
         return False
     col_sets = [{row[i] for row in r1} for i in range(n)]
-    for perm in _constraint_permutations(col_sets, r2):
+    perms, size = _constraint_permutations(col_sets, r2)
+    if size > MAX_ASSIGNMENTS:
+        raise NotComputed(f"test-suite: {size} column assignments to try for {n} columns (cap {MAX_ASSIGNMENTS})")
+    compared = 0
+    for perm in perms:
         if len(perm) != len(set(perm)):
             continue
+        compared += len(r2)
+        if compared > MAX_PERMUTED_ROWS:
+            raise NotComputed(f"test-suite: more than {MAX_PERMUTED_ROWS} permuted rows to compare ({n} columns, {len(r2)} rows)")
         r2p = r2 if n == 1 else [tuple(row[i] for i in perm) for row in r2]
         if order_matters:
             if r1 == r2p:

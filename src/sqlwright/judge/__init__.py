@@ -1,0 +1,16 @@
+"""Execute-and-compare: the one definition of correct (see ``sqlwright.judge.service``)."""
+
+from sqlwright.judge.compare import COMPARATORS, Comparator, NotComputed, get_comparator
+from sqlwright.judge.service import (
+           VERDICTS,
+           Item,
+           Judge,
+           Judgement,
+           Verdict,
+           check_comparator,
+           compare,
+           verdict_of,
+)
+
+__all__ = ["COMPARATORS", "VERDICTS", "Comparator", "Item", "Judge", "Judgement", "NotComputed", "Verdict",
+           "check_comparator", "compare", "get_comparator", "verdict_of"]
