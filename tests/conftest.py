@@ -82,6 +82,29 @@ def spider_dir(tmp_path: Path) -> Path:
     return root
 
 
+def child_processes() -> list:
+    """This process's live descendants, less multiprocessing's own helpers: a forkserver (and
+    its resource tracker) started by an earlier test, e.g. the dev-accuracy callback's judge,
+    lives as long as this process; the workers it forks are still listed."""
+    import psutil
+
+    def helper(p) -> bool:
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            return True  # gone already
+        return "multiprocessing.forkserver import main" in cmd or "multiprocessing.resource_tracker import main" in cmd
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and not helper(p):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

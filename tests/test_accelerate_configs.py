@@ -64,15 +64,31 @@ def test_config_loads_with_accelerate(name):
     assert config.mixed_precision == "bf16" and config.use_cpu is False
 
 
-def test_typo_is_caught(tmp_path):
+def test_typo_is_caught(tmp_path, monkeypatch):
     good = yaml.safe_load((CONFIGS / "fsdp2.yaml").read_text())
-    nested = {**good, "fsdp_config": {**good["fsdp_config"], "fsdp_activaton_checkpointing": True}}
-    top = {**good, "mixed_precison": "bf16"}
-    for i, bad in enumerate([nested, top]):
-        path = tmp_path / f"bad{i}.yaml"
-        path.write_text(yaml.safe_dump(bad))
-        with pytest.raises(ValueError, match="activaton|precison"):
-            check_keys(path)
+    # a top-level typo: accelerate itself refuses the file, both its loader and `accelerate launch`
+    top = tmp_path / "top.yaml"
+    top.write_text(yaml.safe_dump({**good, "mixed_precison": "bf16"}))
+    with pytest.raises(ValueError, match=r"unknown keys \(\['mixed_precison'\]\)"):
+        ClusterConfig.from_yaml_file(str(top))
+    with pytest.raises(ValueError, match="mixed_precison"):
+        launch_env(top, monkeypatch)
+
+    # a nested typo: accelerate launch accepts the file and silently drops the setting (FSDP
+    # would run without activation checkpointing) ...
+    fsdp = {k: v for k, v in good["fsdp_config"].items() if k != "fsdp_activation_checkpointing"}
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(yaml.safe_dump({**good, "fsdp_config": {**fsdp, "fsdp_activaton_checkpointing": True}}))
+    ClusterConfig.from_yaml_file(str(nested))  # no complaint
+    _, env = launch_env(nested, monkeypatch)
+    assert env.get("FSDP_ACTIVATION_CHECKPOINTING", "false") == "false"
+    _, env = launch_env(CONFIGS / "fsdp2.yaml", monkeypatch)
+    assert env["FSDP_ACTIVATION_CHECKPOINTING"] == "true"  # spelled right, the same key takes effect
+    # ... which is why the shipped configs are held to launch's own flags, and that check names the key
+    with pytest.raises(ValueError, match=r"keys accelerate launch does not know: \['fsdp_config.fsdp_activaton_checkpointing'\]"):
+        check_keys(nested)
+    for name in NAMES:  # while every key of the shipped configs is one accelerate launch reads
+        check_keys(CONFIGS / name)
 
 
 def test_ddp(monkeypatch):

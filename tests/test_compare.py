@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import time
+
 import pytest
 
 from sqlwright.eval.metrics import r_ves, r_ves_reward, soft_f1, time_ratio, ves
-from sqlwright.judge.compare import COMPARATORS, has_outer_order_by
+from sqlwright.judge.compare import COMPARATORS, NotComputed, has_outer_order_by
 
 ORDERED_GOLD = "SELECT a, b FROM t ORDER BY a"
 PLAIN_GOLD = "SELECT a, b FROM t"
@@ -54,6 +57,29 @@ def test_test_suite_permutation_with_many_columns():
     perm = [(r[4], r[3], r[2], r[1], r[0]) for r in gold]
     assert COMPARATORS["test-suite"].equal(gold, perm, "SELECT")
     assert not COMPARATORS["test-suite"].equal(gold, [(r[4], r[3], r[2], r[0], r[1]) for r in gold][:1] * 2, "SELECT")
+
+
+def test_test_suite_gives_up_on_wide_results_quickly():
+    # 12 columns of one value: every column fits every place, so no permutation is pruned (12^12)
+    wide = [(7,) * 12] * 200
+    t0 = time.monotonic()
+    with pytest.raises(NotComputed, match=r"test-suite: \d+ column assignments to try for 12 columns"):
+        COMPARATORS["test-suite"].equal(wide, list(wide), "SELECT * FROM wide")
+    assert time.monotonic() - t0 < 1.0
+    for name in ("bird", "multiset", "ordered"):  # the others have nothing to search
+        assert COMPARATORS[name].equal(wide, list(wide), "SELECT * FROM wide") is True
+    assert COMPARATORS["test-suite"].equal(wide, wide[:-1] + [(8,) * 12], "") is False  # cheap rejections still answer
+
+
+def test_test_suite_caps_permuted_rows(monkeypatch):
+    # six column orders, none of which matches (each row holds the same values): each compares
+    # all 600 rows, so the second one passes the cap
+    monkeypatch.setattr(importlib.import_module("sqlwright.judge.compare"), "MAX_PERMUTED_ROWS", 1000)
+    gold, pred = [(1, 2, 3)] * 300 + [(3, 2, 1)] * 300, [(1, 2, 3)] * 300 + [(2, 1, 3)] * 300
+    with pytest.raises(NotComputed, match="more than 1000 permuted rows to compare"):
+        COMPARATORS["test-suite"].equal(gold, pred, "")
+    monkeypatch.setattr(importlib.import_module("sqlwright.judge.compare"), "MAX_PERMUTED_ROWS", 10_000)
+    assert COMPARATORS["test-suite"].equal(gold, pred, "") is False  # within the cap: a real answer
 
 
 @pytest.mark.parametrize(

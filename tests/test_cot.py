@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,8 +62,12 @@ EXPECTED_DROPPED = {"Cities with their number of schools.": "different_result",
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(openai_api, "BACKOFF_BASE", 0.01)
-    monkeypatch.setattr(openai_api, "BACKOFF_CAP", 0.05)
+    """Short waits between the teacher's retries: the SDK's backoff and ours (malformed bodies)."""
+    import openai._base_client as sdk
+
+    monkeypatch.setattr(openai_api, "MALFORMED_DELAY", 0.01)
+    monkeypatch.setattr(sdk, "INITIAL_RETRY_DELAY", 0.01, raising=False)
+    monkeypatch.setattr(sdk, "MAX_RETRY_DELAY", 0.05, raising=False)
 
 
 def question_of(prompt: str) -> str:
@@ -247,3 +252,64 @@ def test_killed_halfway_and_restarted_loses_nothing(tmp_path):
     assert stats["kept"] == 400 and stats["dropped"] == {"different_result": 50, "no_sql": 50} and stats["unfinished"] == 0
     assert stats["already_done"] == partial and stats["done_now"] == N_BIG - partial
     assert "kept 400" in done.stdout
+
+
+# -- a dataset on another machine -----------------------------------------------------------
+FRESNO = "How many schools are in Fresno?"
+
+
+def test_moved_dataset_with_db_root(tmp_path, capsys):
+    data = build(tmp_path, [{"id": "a", "question": FRESNO, "sql": SCRIPT[FRESNO][0]}])
+    moved, dbs = tmp_path / "cluster" / "ds", tmp_path / "cluster" / "dbs"
+    shutil.copytree(data, moved)
+    shutil.rmtree(data)
+    old = (tmp_path / "dbs").resolve()
+    shutil.move(old, dbs)
+    assert main(["data", "cot", str(moved), "-o", str(tmp_path / "x"), "-m", "t", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: schools: database not found at {old}/schools.sqlite; pass --db-root DIR (the folder holding schools.sqlite)"]
+    assert not (tmp_path / "x").exists()  # refused before the run folder or the teacher
+    out = tmp_path / "cot"
+    with teacher_server(scripted([])) as srv:
+        stats = run_cot(CotConfig(str(moved), str(out), teacher_config(srv), workers=0, progress=False, db_root=str(dbs)))
+    assert stats.kept == 1 and not stats.dropped  # the gold and the answer ran on the databases found there
+    # the output is a dataset too: relative references to the root it was made with
+    assert json.loads((out / "dataset.json").read_text())["db_root"] == str(dbs)
+    assert lines(out / "train.jsonl")[0]["db_path"] == "schools.sqlite"
+
+
+def test_dataset_holding_its_databases_moves_whole(tmp_path):
+    ddl = SCHOOLS_DDL.split("INSERT")[0]  # bird-questions builds empty databases from CREATE TABLE text
+    (tmp_path / "s.json").write_text(json.dumps({"schools": ddl}))
+    (tmp_path / "q.json").write_text(json.dumps([{"db_id": "schools", "question": FRESNO, "SQL": SCRIPT[FRESNO][0]}]))
+    built = tmp_path / "laptop" / "ds"
+    build_dataset(BuildConfig("bird-questions", str(built), SourceConfig(questions=str(tmp_path / "q.json"),
+                                                                          schemas=str(tmp_path / "s.json")), PromptSpec(), progress=False))  # fmt: skip
+    moved = tmp_path / "cluster" / "ds"
+    shutil.copytree(built, moved)
+    shutil.rmtree(tmp_path / "laptop")
+    (tmp_path / "q.json").unlink()  # the source is gone too: everything comes from the dataset
+    (tmp_path / "s.json").unlink()
+    out = tmp_path / "cluster" / "cot"
+    with teacher_server(scripted([])) as srv:
+        stats = run_cot(CotConfig(str(moved), str(out), teacher_config(srv), workers=0, progress=False))
+    assert stats.kept == 1 and not stats.dropped
+    assert json.loads((out / "dataset.json").read_text())["db_root"] == "databases"
+    rec = lines(out / "train.jsonl")[0]
+    assert rec["db_path"] == "schools/schools.sqlite" and (out / "databases" / "schools" / "schools.sqlite").is_file()
+    from sqlwright.data.dataset import resolve_records
+
+    again = tmp_path / "elsewhere" / "cot"  # the CoT dataset moves on its own as well
+    shutil.copytree(out, again)
+    assert resolve_records(again, [rec])[0]["db_path"] == str(again / "databases" / "schools" / "schools.sqlite")
+
+
+def test_database_url_is_one_line_exit_2(tmp_path, capsys):
+    data = build(tmp_path, [{"id": "a", "question": FRESNO, "sql": SCRIPT[FRESNO][0]}])
+    split = data / "train.jsonl"
+    split.write_text(json.dumps({**json.loads(split.read_text()), "db_path": "postgresql://u:pw@h/db"}) + "\n")
+    assert main(["data", "cot", str(data), "-o", str(tmp_path / "x"), "-m", "t", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: postgresql://h/db: postgresql databases are not supported yet; sqlwright "
+                                        "executes SQLite files (give a folder of .sqlite files with --db-root)"]  # fmt: skip
+    assert "pw" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -12,8 +13,10 @@ import pytest
 from conftest import SHOP_DDL, make_db
 from sqlwright.cli import main
 from sqlwright.data.build import BuildConfig, build_dataset, split_by_database
+from sqlwright.data.dataset import resolve_records
 from sqlwright.data.sources import SourceConfig, load_source
 from sqlwright.db.introspect import introspect_sqlite
+from sqlwright.errors import UserError
 from sqlwright.prompts.schema import serialize_schema
 from sqlwright.prompts.spec import PromptSpec
 
@@ -254,3 +257,92 @@ def test_sql_create_context_parquet_copy(tmp_path):
     ex = data.splits["train"][0]
     assert ex.sql == "SELECT MAX(age) FROM head" and ex.context == "CREATE TABLE head (age INTEGER)"
     assert [c.name for c in data.schemas[ex.db_id].tables[0].columns] == ["age"]
+
+
+# -- portable datasets: database references relative to a recorded root ----------------------
+def test_built_databases_live_in_the_dataset_and_move_with_it(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"works": "CREATE TABLE chapters (id INTEGER PRIMARY KEY, Act INTEGER)"}))
+    (tmp_path / "q.json").write_text(json.dumps([{"db_id": "works", "question": "How many acts?", "evidence": "",
+                                                  "SQL": "SELECT COUNT(DISTINCT Act) FROM chapters"}]))  # fmt: skip
+    out = tmp_path / "laptop" / "ds"
+    assert main(["data", "build", "bird-questions", str(tmp_path / "q.json"), "--schemas", str(tmp_path / "s.json"),
+                 "-o", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert (out / "databases" / "works" / "works.sqlite").is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["ds"]  # nothing beside the dataset (no hidden sibling)
+    assert json.loads((out / "dataset.json").read_text())["db_root"] == "databases"
+    assert json.loads((out / "stats.json").read_text())["source_config"]["work_dir"] is None
+    rec = json.loads((out / "train.jsonl").read_text())
+    assert rec["db_path"] == "works/works.sqlite"
+
+    moved = tmp_path / "cluster" / "ds"
+    shutil.copytree(out, moved)
+    shutil.rmtree(tmp_path / "laptop")
+    (r,) = resolve_records(moved, [rec])
+    assert r["db_path"] == str(moved / "databases" / "works" / "works.sqlite")
+    from sqlwright.db.sqlite import SQLiteExecutor
+
+    assert SQLiteExecutor().execute(r["db_path"], rec["sql"]).rows == ((0,),)
+
+
+def test_outside_databases_are_relative_to_a_recorded_root(cookbook_bench, tmp_path):
+    result = build("bird", tmp_path / "ds", path=str(cookbook_bench))
+    old = (cookbook_bench / "train_databases").resolve()
+    assert json.loads((result.out / "dataset.json").read_text())["db_root"] == str(old)
+    recs = [json.loads(x) for x in (result.out / "train.jsonl").read_text().splitlines()]
+    assert [r["db_path"] for r in recs] == ["cal/cal.sqlite", "shop/shop.sqlite", "shop/shop.sqlite"]
+    assert [r["db_path"] for r in resolve_records(result.out, recs)] == [str(old / r["db_path"]) for r in recs]
+
+    new = tmp_path / "cluster" / "dbs"  # another machine: the databases are somewhere else
+    shutil.move(old, new)
+    with pytest.raises(UserError) as e:
+        resolve_records(result.out, recs)
+    assert str(e.value) == (f"cal: database not found at {old}/cal/cal.sqlite (and 1 more of the 2 databases); "
+                            "pass --db-root DIR (the folder holding cal/cal.sqlite)")  # fmt: skip
+    assert resolve_records(result.out, recs, require=False)[0]["db_path"] == str(old / "cal/cal.sqlite")  # not checked
+    resolved = resolve_records(result.out, recs, db_root=str(new))
+    assert [r["db_path"] for r in resolved] == [str(new / r["db_path"]) for r in recs]
+
+
+def test_older_datasets_with_absolute_paths_still_resolve(cookbook_bench, tmp_path):
+    result = build("bird", tmp_path / "ds", path=str(cookbook_bench))
+    old = (cookbook_bench / "train_databases").resolve()
+    (result.out / "dataset.json").unlink()  # as builds wrote datasets before: absolute paths, no root
+    recs = [{**json.loads(x), "db_path": str(old / json.loads(x)["db_path"])} for x in (result.out / "train.jsonl").read_text().splitlines()]
+    assert [r["db_path"] for r in resolve_records(result.out, recs)] == [r["db_path"] for r in recs]
+    new = tmp_path / "cluster" / "dbs"
+    shutil.move(old, new)
+    with pytest.raises(UserError, match=r"^cal: database not found at .*; pass --db-root DIR \(the folder holding cal/cal.sqlite\)$"):
+        resolve_records(result.out, recs)
+    assert [r["db_path"] for r in resolve_records(result.out, recs, db_root=str(new))] == [
+        str(new / "cal/cal.sqlite"), str(new / "shop/shop.sqlite"), str(new / "shop/shop.sqlite")]
+    shutil.rmtree(new / "cal")  # one of them missing, the others there: as before, that one scores db_missing
+    assert resolve_records(result.out, recs, db_root=str(new))[0]["db_path"] == str(new / "cal/cal.sqlite")
+
+
+def test_folder_of_sqlite_files_and_sqlite_urls_are_recorded_as_files(tmp_path):
+    db = make_db(tmp_path / "dbs" / "shop.sqlite", SHOP_DDL)
+    q = tmp_path / "q.jsonl"
+    q.write_text(json.dumps({"question": "How many products?", "sql": "SELECT count(*) FROM products"}) + "\n")
+    for name, src in (("folder", SourceConfig(path=str(tmp_path / "dbs"), questions=str(q))),
+                      ("url", SourceConfig(url=f"sqlite:///{db}", questions=str(q)))):  # fmt: skip
+        out = build_dataset(BuildConfig("sqlite", str(tmp_path / name), src, PromptSpec(), progress=False)).out
+        rec = json.loads((out / "train.jsonl").read_text())
+        assert rec["db_path"] == "shop.sqlite", name
+        assert json.loads((out / "dataset.json").read_text())["db_root"] == str((tmp_path / "dbs").resolve())
+        assert resolve_records(out, [rec])[0]["db_path"] == str(db.resolve())
+
+
+def test_a_database_absent_at_build_time_is_not_an_error_later(spider_dir, tmp_path):
+    tables = json.loads((spider_dir / "tables.json").read_text())
+    tables.append({**tables[0], "db_id": "gone"})  # in tables.json, no database file (like Spider's wta_1)
+    (spider_dir / "tables.json").write_text(json.dumps(tables))
+    dev = json.loads((spider_dir / "dev.json").read_text()) + [{"db_id": "gone", "question": "Any?", "query": "SELECT 1"}]
+    (spider_dir / "dev.json").write_text(json.dumps(dev))
+    out = build("spider", tmp_path / "ds", path=str(spider_dir), splits=["dev"]).out
+    assert json.loads((out / "dataset.json").read_text())["absent"] == ["gone"]
+    recs = [json.loads(x) for x in (out / "dev.jsonl").read_text().splitlines()]
+    resolved = resolve_records(out, recs)  # the others are checked; "gone" scores db_missing, as at build time
+    assert resolved[-1]["db_path"] == str((spider_dir / "database" / "gone" / "gone.sqlite").resolve())
+    (spider_dir / "database" / "shop" / "shop.sqlite").unlink()
+    with pytest.raises(UserError, match="^shop: database not found at "):
+        resolve_records(out, recs)

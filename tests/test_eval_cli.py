@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BIRD_QUESTIONS, write_jsonl
+from conftest import BIRD_QUESTIONS, make_db, write_jsonl
 from sqlwright.cli import main
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 
@@ -185,3 +186,40 @@ def test_only_predicted_scores_the_predicted_subset(bird_dir, tmp_path, capsys):
     assert everything["questions"] == 6 and everything["counts"]["missing"] == 5
     assert subset["questions"] == 1 and subset["counts"]["missing"] == 0
     assert "scoring the 1 of 6 questions" in capsys.readouterr().err
+
+
+def wide_bench(root: Path) -> Path:
+    """A BIRD-layout benchmark whose first question returns 12 columns of one value in 300 rows
+    (every column permutation fits, so test-suite's search has 12^12 orders to try)."""
+    cols = ", ".join(f"c{i} INTEGER" for i in range(12))
+    rows = ", ".join(["(" + ", ".join(["7"] * 12) + ")"] * 300)
+    make_db(root / "dev_databases" / "wide" / "wide.sqlite", f"CREATE TABLE wide ({cols}); INSERT INTO wide VALUES {rows};")
+    items = [{"question_id": 0, "db_id": "wide", "question": "Everything.", "evidence": "", "SQL": "SELECT * FROM wide", "difficulty": "simple"},
+             {"question_id": 1, "db_id": "wide", "question": "How many rows?", "evidence": "", "SQL": "SELECT count(*) FROM wide", "difficulty": "simple"}]  # fmt: skip
+    (root / "dev.json").write_text(json.dumps(items))
+    return root
+
+
+def test_wide_results_do_not_hang_eval_and_are_recorded_as_not_computed(tmp_path):
+    bench = wide_bench(tmp_path / "wide")
+    reversed_cols = ", ".join(f"c{i}" for i in reversed(range(12)))  # other SQL, the same result
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": 0, "sql": f"SELECT {reversed_cols} FROM wide"}, {"id": 1, "sql": "SELECT 300"}])
+    t0 = time.monotonic()
+    run = evaluate(EvalConfig(str(preds), benchmark=str(bench), comparator="bird", out=str(tmp_path / "bird"), progress=False, workers=0))
+    assert time.monotonic() - t0 < 30
+    wide, count = run.records
+    assert wide["verdict"] == "correct" and wide["correct"] and count["verdict"] == "correct"
+    assert wide["equal"] == {"bird": True, "multiset": True, "ordered": True, "test-suite": None}  # None: not computed
+    assert count["equal"]["test-suite"] is True
+    assert run.summary["ex"] == 100.0
+    assert run.summary["not_computed_by_comparator"] == {"test-suite": 1}
+    assert run.summary["ex_by_comparator"] == {"bird": 100.0, "multiset": 100.0, "ordered": 100.0, "test-suite": 50.0}
+    written = json.loads((tmp_path / "bird" / "summary.json").read_text())
+    assert written["not_computed_by_comparator"] == {"test-suite": 1}
+
+    run = evaluate(EvalConfig(str(preds), benchmark=str(bench), comparator="test-suite", out=str(tmp_path / "ts"), progress=False, workers=0))
+    wide, count = run.records
+    assert wide["verdict"] == "wrong" and not wide["correct"]
+    assert wide["reason"].startswith("not computed: test-suite: ") and "12 columns" in wide["reason"]
+    assert count["verdict"] == "correct" and run.summary["ex"] == 50.0
+    assert run.summary["counts"]["wrong"] == 1 and run.summary["not_computed_by_comparator"] == {"test-suite": 1}

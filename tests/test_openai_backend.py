@@ -6,6 +6,10 @@ counted per prompt: ``[429x2]`` (first two attempts 429 + Retry-After), ``[500x1
 ``[slow]`` (first attempt sleeps past the client timeout), ``[malformed]`` (first attempt a 200
 with broken JSON), ``[nochoices]`` (first attempt valid JSON without choices), ``[drop]`` (first
 attempt closes the connection), ``[400]`` (always), ``[401]`` (always), ``[500xinf]`` (always).
+
+Retrying HTTP and transport faults is the OpenAI SDK's (its backoff, its Retry-After); these
+tests check that the backend hands it the budget and the timeout, counts the retries it made,
+and turns what fails for good into one clear ``Completion.error``.
 """
 
 from __future__ import annotations
@@ -158,8 +162,14 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(openai_api, "BACKOFF_BASE", 0.01)
-    monkeypatch.setattr(openai_api, "BACKOFF_CAP", 0.05)
+    """Short waits between retries: ours (malformed bodies) and the SDK's exponential backoff
+    (0.5 s doubling; its module constants, left alone if a later SDK renames them). A server's
+    Retry-After is honoured as sent either way."""
+    import openai._base_client as sdk
+
+    monkeypatch.setattr(openai_api, "MALFORMED_DELAY", 0.01)
+    monkeypatch.setattr(sdk, "INITIAL_RETRY_DELAY", 0.01, raising=False)
+    monkeypatch.setattr(sdk, "MAX_RETRY_DELAY", 0.05, raising=False)
 
 
 def make_backend(server: FakeServer, **kw) -> OpenAIBackend:
@@ -238,31 +248,28 @@ def test_retry_after_is_honoured(server):
     assert elapsed >= 0.4 and out["a"].latency >= 0.4  # backoff alone would be <= 0.01 s
 
 
-def test_retry_after_is_capped(server, monkeypatch):
-    monkeypatch.setattr(openai_api, "RETRY_AFTER_CAP", 0.05)
-    server.retry_after = "30"
+def test_retry_after_beyond_the_sdk_cap_fails_at_once(server):
+    """The SDK waits out a Retry-After of up to two minutes; a server asking for longer is not
+    retried (the old hand-written loop capped the wait at 60 s and retried): the request fails
+    at once, with the server's message, and a rerun of ``sqlwright predict`` retries it."""
+    server.retry_after = "600"
     t0 = time.monotonic()
     out = run(make_backend(server), [req("a", "rate limited [429x2]")])
-    assert out["a"].error is None and out["a"].extra["retries"] == 2
     assert time.monotonic() - t0 < 2
+    c = out["a"]
+    assert c.texts == [] and c.error.startswith("HTTP 429: injected 429 (attempt 1)") and c.extra["retries"] == 0
+    assert server.attempts["rate limited [429x2]"] == 1
 
 
-def test_retry_after_parsing():
-    assert openai_api.parse_retry_after({"retry-after": "2"}) == 2.0
-    assert openai_api.parse_retry_after({"retry-after": "1000"}) == openai_api.RETRY_AFTER_CAP
-    assert openai_api.parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert openai_api.parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
-    assert openai_api.parse_retry_after({"retry-after": "-1"}) is None
-    assert openai_api.parse_retry_after({}) is None
-
-
-def test_backoff_full_jitter(monkeypatch):
-    monkeypatch.setattr(openai_api, "BACKOFF_BASE", 0.5)
-    monkeypatch.setattr(openai_api, "BACKOFF_CAP", 30.0)
-    for k, top in ((0, 0.5), (3, 4.0), (10, 30.0)):
-        delays = [openai_api.backoff_delay(k) for _ in range(200)]
-        assert all(0 <= d <= top for d in delays)
-        assert max(delays) > top / 2  # spread over the whole range, not a fixed step
+def test_malformed_bodies_share_the_retry_budget(server):
+    """A 200 with a broken body is retried by the backend, within ``max_retries`` like the SDK's
+    own retries: with one retry allowed it succeeds, with none it is an error at once."""
+    out = run(make_backend(server, max_retries=1), [req("a", "broken once [malformed]")])
+    assert out["a"].error is None and out["a"].extra["retries"] == 1
+    out = run(make_backend(server, max_retries=0), [req("b", "broken once too [nochoices]")])
+    c = out["b"]
+    assert c.texts == [] and c.error == "malformed response body: no 'choices' (gave up after no retries)"
+    assert c.extra["retries"] == 0 and server.attempts["broken once too [nochoices]"] == 1
 
 
 def test_n_samples_server_honours_n(server):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
-from conftest import SCHOOLS_DDL, make_db
+from conftest import SCHOOLS_DDL, child_processes, make_db
 from sqlwright.db import registry
 from sqlwright.db.pool import ExecutionPool
+from sqlwright.errors import UserError
 from sqlwright.types import ExecResult, Limits, Status
 
 
@@ -34,7 +37,7 @@ def test_pool_is_reusable_and_closes_its_workers(db):
     pool = ExecutionPool(Limits(timeout=5), workers=2)
     for _ in range(2):
         assert pool.run([(db, f"SELECT {i}") for i in range(50)])[49].rows == ((49,),)
-    children = psutil.Process().children(recursive=True)
+    children = child_processes()
     assert len(children) == 2
     pool.close()
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
@@ -65,3 +68,30 @@ def test_watchdog_kills_a_stuck_worker_and_carries_on(monkeypatch):
     assert res[6].status is Status.TIMEOUT and "killed" in res[6].error
     assert all(r.ok for i, r in enumerate(res) if i != 6)
     assert took < 0.5 + 1.0 + 1.0  # timeout + grace, plus start-up slack
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_url_targets_are_refused_in_one_line_without_the_password(db, workers):
+    with ExecutionPool(Limits(timeout=5), workers) as pool:
+        for url in ("postgresql://u:pw@h/db", "postgresql+psycopg://u:pw@h:5432/db"):
+            with pytest.raises(UserError) as e:
+                pool.run([(db, "SELECT 1"), (url, "SELECT 1")])
+            msg = str(e.value)
+            assert msg.startswith(f"{url.split('://')[0]}://h") and "postgresql databases are not supported yet" in msg
+            assert "pw" not in msg and "u:" not in msg and "\n" not in msg
+        assert not pool._workers  # refused before anything ran: no worker started, none crashed
+        assert pool.run([(db, "SELECT 1")])[0].rows == ((1,),)  # and the pool still works
+
+
+def test_eval_with_a_database_url_exits_2_in_one_line(bird_dir, tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"id": 0, "sql": "SELECT 1"}\n')
+    for root in ("postgresql://u:pw@h/db", "mysql://u:pw@h/db"):
+        proc = subprocess.run([sys.executable, "-m", "sqlwright", "eval", str(tmp_path / "p.jsonl"), "-b", str(bird_dir),
+                               "--db-root", root, "-o", str(tmp_path / "r"), "--no-progress"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        dialect = root.split(":")[0]
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"error: {dialect}://h/db: {dialect} databases are not supported yet; sqlwright executes SQLite files "
+            "(give a folder of .sqlite files with --db-root)"]
+        assert "worker crashed" not in proc.stderr and "pw" not in proc.stderr

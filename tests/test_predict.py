@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +31,14 @@ GOLD = {q[2]: q[4] for q in BIRD_QUESTIONS}  # question text -> gold SQL
 
 class EchoBackend:
     """Answers each question with its gold SQL (found in the prompt), in a ```sql block.
-    ``fail_after`` raises KeyboardInterrupt after that many results, like a Ctrl-C."""
+    ``fail_after`` raises KeyboardInterrupt after that many results, like a Ctrl-C;
+    ``fail_ids`` answer with a failure record (``Completion.error``), like a server that is down."""
 
     name = "echo"
     seen: list = []
     configs: list = []
     fail_after: int | None = None
+    fail_ids: set = set()
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -46,6 +49,9 @@ class EchoBackend:
             if self.fail_after is not None and k >= self.fail_after:
                 raise KeyboardInterrupt
             EchoBackend.seen.append(r.id)
+            if r.id in self.fail_ids:
+                yield Completion(r.id, [], latency=0.01, error="connection error: ConnectError: [Errno 111] Connection refused")
+                continue
             question = r.messages[-1]["content"].rsplit("-- Question: ", 1)[-1]
             sql = GOLD.get(question, "SELECT 1")
             texts = [f"Here you go:\n```sql\n{sql};\n```"] * config.n
@@ -58,7 +64,7 @@ class EchoBackend:
 @pytest.fixture
 def echo(monkeypatch):
     monkeypatch.setitem(backend_mod.BACKENDS, "echo", f"{__name__}:EchoBackend")
-    EchoBackend.seen, EchoBackend.configs, EchoBackend.fail_after = [], [], None
+    EchoBackend.seen, EchoBackend.configs, EchoBackend.fail_after, EchoBackend.fail_ids = [], [], None, set()
     return EchoBackend
 
 
@@ -113,6 +119,47 @@ def test_partial_last_line_from_a_killed_process_is_redone(echo, dataset, tmp_pa
     assert len(ids) == 6 and len(set(ids)) == 6
 
 
+def test_rerun_retries_failed_predictions(echo, dataset, bird_dir, tmp_path, capsys):
+    out = tmp_path / "preds.jsonl"
+    ids = [str(q[0]) for q in BIRD_QUESTIONS]
+    echo.fail_ids = {ids[1], ids[4]}  # the server was down for these two
+    first = predict(cfg(dataset, out))
+    assert first["written"] == 6 and first["errors"] == 2 and first["retried"] == 0
+    assert sum("error" in r for r in lines(out)) == 2
+    finished = [line for line in out.read_text().splitlines() if '"error"' not in line]
+
+    echo.fail_ids, echo.seen = set(), []
+    second = predict(cfg(dataset, out))
+    assert sorted(echo.seen) == sorted([ids[1], ids[4]])  # only the failed ones were asked again
+    assert second["retried"] == 2 and second["already_done"] == 4 and second["written"] == 2 and second["errors"] == 0
+    recs = lines(out)
+    assert sorted(r["id"] for r in recs) == sorted(ids) and not any("error" in r for r in recs)  # one line per id
+    assert out.read_text().splitlines()[:4] == finished  # the finished lines kept as they were
+    run = evaluate(EvalConfig(str(out), benchmark=str(bird_dir), out=str(tmp_path / "r"), progress=False))
+    assert run.summary["ex"] == 100.0  # eval sees no second prediction for a retried id
+
+    assert predict(cfg(dataset, out))["written"] == 0  # nothing failed: nothing left to do
+    echo.fail_ids = {ids[0]}  # a retry that fails again stays one (failed) line, retried next time
+    out.write_text(out.read_text().replace(f'"id": "{ids[0]}", ', f'"id": "{ids[0]}", "error": "HTTP 500", ', 1))
+    assert main(["predict", "-m", "x", "-b", "echo", "-o", str(out), "--data", str(dataset), "--no-progress"]) == 0
+    assert "1 failed before and were retried" in capsys.readouterr().out
+    recs = lines(out)
+    assert len(recs) == 6 and [r["id"] for r in recs if "error" in r] == [ids[0]]
+
+
+@pytest.mark.parametrize("bad", ["not json", "missing key"])
+def test_malformed_dataset_line_is_one_line(echo, dataset, tmp_path, capsys, bad):
+    split = dataset / "dev.jsonl"
+    rows = split.read_text().splitlines()
+    rows[1] = rows[1][:40] if bad == "not json" else json.dumps({k: v for k, v in json.loads(rows[1]).items() if k != "db_id"})
+    split.write_text("\n".join(rows) + "\n")
+    assert main(["predict", "-m", "x", "-b", "echo", "-o", str(tmp_path / "p.jsonl"), "--data", str(dataset), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{split}:2: " in err[0] and "Traceback" not in err[0], err
+    assert ("not valid JSON" if bad == "not json" else "not a dataset record") in err[0]
+    assert not (tmp_path / "p.jsonl").exists() and echo.seen == []
+
+
 def test_self_consistency_vote_by_execution(tmp_path):
     db = str(make_db(tmp_path / "shop.sqlite", SHOP_DDL))
     candidates = [
@@ -157,6 +204,40 @@ def test_vote_in_predict_records_samples(echo, dataset, tmp_path):
     rec = lines(out)[0]
     assert len(rec["samples"]) == 3 and len(rec["sqls"]) == 3
     assert rec["vote"]["chosen"] == 0 and rec["vote"]["groups"] == [[0, 1, 2]]
+
+
+def test_moved_dataset_votes_on_the_databases_given_by_db_root(echo, dataset, bird_dir, tmp_path, capsys):
+    moved, dbs = tmp_path / "cluster" / "ds", tmp_path / "cluster" / "dbs"
+    shutil.copytree(dataset, moved)
+    shutil.rmtree(dataset)
+    old = (bird_dir / "dev_databases").resolve()
+    shutil.move(old, dbs)  # the databases are elsewhere on this machine
+    out = tmp_path / "preds.jsonl"
+    vote = ["predict", "-m", "x", "-b", "echo", "--data", str(moved), "-o", str(out), "--n", "3", "--temperature", "0.8",
+            "--vote", "execution", "--no-progress"]  # fmt: skip
+    assert main(vote) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: schools: database not found at {old}/schools/schools.sqlite (and 1 more of the 2 databases); "
+        "pass --db-root DIR (the folder holding schools/schools.sqlite)"]
+    assert echo.configs == [] and not out.exists()  # said before any model loaded
+    assert main([*vote, "--db-root", str(dbs)]) == 0
+    recs = lines(out)
+    assert len(recs) == 6 and all(r["vote"]["groups"] == [[0, 1, 2]] and r["vote"]["failed"] == [] for r in recs)  # executed
+    assert main(["predict", "-m", "x", "-b", "echo", "--data", str(moved), "-o", str(tmp_path / "plain.jsonl"),
+                 "--no-progress"]) == 0  # no voting: no database needed  # fmt: skip
+
+
+def test_vote_on_a_database_url_is_refused_before_the_model_loads(echo, dataset, tmp_path, capsys):
+    split = dataset / "dev.jsonl"
+    split.write_text("".join(json.dumps({**json.loads(x), "db_path": "postgresql://u:pw@h/db"}) + "\n"
+                             for x in split.read_text().splitlines()))  # fmt: skip
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "-m", "x", "-b", "echo", "--data", str(dataset), "-o", str(out), "--n", "2",
+                 "--temperature", "0.8", "--vote", "execution", "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: postgresql://h/db: postgresql databases are not supported yet; sqlwright "
+                                        "executes SQLite files (give a folder of .sqlite files with --db-root)"]  # fmt: skip
+    assert "pw" not in err and echo.configs == [] and not out.exists()
 
 
 def test_bad_input(echo, dataset, tmp_path, capsys):

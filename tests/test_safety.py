@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from conftest import write_jsonl
+from conftest import child_processes, write_jsonl
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 
 TIMEOUT = 1.0
@@ -51,7 +51,7 @@ def test_destructive_and_runaway_predictions(bird_dir, tmp_path):
     assert wall < 2 * (TIMEOUT + 1.0) + 2.0
 
     # no worker left, and no CPU burnt once evaluate() has returned
-    assert not [c for c in me.children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+    assert not child_processes()
     cpu0 = sum(me.cpu_times()[:2])
     time.sleep(1.0)
     assert sum(me.cpu_times()[:2]) - cpu0 < 0.1

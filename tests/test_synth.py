@@ -19,11 +19,11 @@ from sqlwright.data.synth import (  # noqa: E402
     _pick,
     analyze_sql,
     context_database,
-    normalize_sql,
     parse_pairs,
     parse_triplets,
     run_synth,
 )
+from sqlwright.db.sqltext import canonical_sql, normalize_sql  # noqa: E402
 
 RUNAWAY = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
 SCHOOLS_ANSWER = f"""Here are the questions.
@@ -243,8 +243,10 @@ def test_parsers_and_sql_analysis():
     assert parse_pairs("Question:\n\n  Which one?\n```sql\nSELECT 3\n```\nQuestion:\n") == [("Which one?", "SELECT 3")]
     assert parse_triplets("Context: CREATE TABLE t (a INT);\nQuestion: Count?\nAnswer: SELECT COUNT(*) FROM t") == [
         ("CREATE TABLE t (a INT);", "Count?", "SELECT COUNT(*) FROM t")]
-    assert normalize_sql("select  count(*) from SCHOOLS where city='Fresno';") == normalize_sql("SELECT COUNT(*) FROM schools WHERE city = 'Fresno'")
-    assert normalize_sql("SELECT 1 FROM t WHERE a = 'X'") != normalize_sql("SELECT 1 FROM t WHERE a = 'x'")
+    assert canonical_sql("select  count(*) from SCHOOLS where city='Fresno';") == canonical_sql("SELECT COUNT(*) FROM schools WHERE city = 'Fresno'")
+    assert canonical_sql("SELECT 1 FROM t WHERE a = 'X'") != canonical_sql("SELECT 1 FROM t WHERE a = 'x'")
+    # the execution key is stricter: only outer whitespace, never a change inside the query
+    assert normalize_sql("  SELECT a FROM t\n") == "SELECT a FROM t" != normalize_sql("select a from t")
     assert analyze_sql("SELECT a FROM t UNION SELECT b FROM u") == ("nested", ["t", "u"])
     assert analyze_sql("WITH x AS (SELECT 1) SELECT * FROM x") == ("nested", [])
     assert analyze_sql("SELECT city, COUNT(*) FROM s GROUP BY city")[0] == "aggregation"

@@ -157,18 +157,81 @@ def test_packed_examples_do_not_attend_to_each_other(tiny):
     assert torch.allclose(together[len(a):], alone_b, atol=1e-4)  # b sees nothing of a
 
 
-def test_dev_execution_accuracy_rises_when_the_model_learns_the_answers(tiny, dataset, tmp_path):
+def test_dev_execution_accuracy_rises_when_the_model_learns_the_answers(tiny, dataset, bird_dir, tmp_path):
     # train on the validation questions themselves: a memorising model must reach accuracy 1
     data = tmp_path / "memo"
     shutil.copytree(dataset, data)
     shutil.copy(data / "validation.jsonl", data / "train.jsonl")
+    dbs = tmp_path / "cluster" / "dbs"  # the databases are elsewhere on this machine: db_root names them
+    shutil.move(bird_dir / "dev_databases", dbs)
     r = sft(config(tiny, data, tmp_path / "run", mode="full", learning_rate=3e-3, max_steps=40, epochs=100.0,
-                   logging_steps=10, save_steps=100, **{"dev_eval.every": 20, "dev_eval.max_new_tokens": 48}))
+                   logging_steps=10, save_steps=100, db_root=str(dbs), **{"dev_eval.every": 20, "dev_eval.max_new_tokens": 48}))
     acc = dict(r.dev_accuracy)
     assert set(acc) == {20, 40}
     assert acc[40] == 1.0
     logged = [h for h in r.trainer.state.log_history if "dev_execution_accuracy" in h]
     assert [h["step"] for h in logged] == [20, 40]
+
+
+def test_dev_eval_finds_moved_databases_or_says_which_is_missing(tmp_path, dataset, bird_dir, capsys, monkeypatch):
+    import sqlwright.train.sft as sft_module
+    from sqlwright.train.config import check, dev_records
+
+    monkeypatch.setattr(sft_module, "load_model_and_tokenizer", lambda *a: pytest.fail("loaded a model"))
+    moved, dbs = tmp_path / "cluster" / "ds", tmp_path / "cluster" / "dbs"
+    shutil.copytree(dataset, moved)
+    old = (bird_dir / "dev_databases").resolve()
+    shutil.move(old, dbs)
+    db = json.loads((moved / "validation.jsonl").read_text().splitlines()[0])["db_id"]
+    sets = [f"data={moved}", f"output_dir={tmp_path / 'run'}", "report_to=[]", "dev_eval.every=5", "precision=fp32"]
+    assert main(["train", "sft", *[a for s in sets for a in ("--set", s)]]) == 2
+    assert capsys.readouterr().err == (f"error: dev_eval: {db}: database not found at {old}/{db}/{db}.sqlite; "
+                                       f"pass --db-root DIR or set db_root: DIR (the folder holding {db}/{db}.sqlite)\n")  # fmt: skip
+    cfg = load_config(TrainConfig, None, [*sets, f"db_root={dbs}"])
+    assert check(cfg) == []
+    assert {r["db_path"] for r in dev_records(cfg)} == {str(dbs / db / f"{db}.sqlite")}
+
+
+def test_dev_accuracy_counts_an_answer_without_sql_as_wrong(dataset, monkeypatch):
+    from types import SimpleNamespace
+
+    from sqlwright.data.dataset import resolve_records
+    from sqlwright.infer import hf
+    from sqlwright.infer.backend import Completion
+    from sqlwright.judge import Judge
+    from sqlwright.train.callbacks import dev_accuracy
+    from sqlwright.train.data import read_split
+    from sqlwright.types import Limits
+
+    records = resolve_records(dataset, read_split(dataset, "train") + read_split(dataset, "validation"))
+    assert len(records) == 6
+    gold = {str(r["id"]): r["sql"] for r in records}
+    empty = {str(records[0]["id"]), str(records[1]["id"])}  # an empty answer, and no answer at all
+
+    class Canned:
+        def generate(self, requests, gen):
+            for r in requests:
+                if r.id in empty:
+                    yield Completion(r.id, [] if r.id == str(records[1]["id"]) else [""])
+                else:
+                    yield Completion(r.id, [f"```sql\n{gold[r.id]}\n```"])
+
+    class Recording(Judge):
+        def judge_many(self, items, **kw):
+            self.items, self.judged = list(items), super().judge_many(items, **kw)
+            return self.judged
+
+    monkeypatch.setattr(hf.HFBackend, "from_loaded", classmethod(lambda cls, *a, **kw: Canned()))
+    model = torch.nn.Linear(1, 1)
+    model.config = SimpleNamespace(use_cache=False)
+    with Recording("bird", Limits(timeout=5), workers=0) as judge:
+        acc = dev_accuracy(model, object(), records, 16, 4, judge)
+    assert [it.candidates for it in judge.items[:2]] == [[""], [""]]  # nothing extracted: nothing sent (not "SELECT")
+    assert [(j.candidates[0].verdict, j.candidates[0].reason) for j in judge.judged[:2]] == [("no_sql", "no SQL in the answer")] * 2
+    assert not any(j.candidates[0].correct for j in judge.judged[:2])
+    assert all(j.candidates[0].verdict == "correct" for j in judge.judged[2:])
+    assert acc == 4 / 6
+    assert model.training and model.config.use_cache is False  # left as it was
 
 
 def test_bad_config_reports_every_problem_before_loading_a_model(tmp_path, dataset, capsys, monkeypatch):
@@ -191,14 +254,14 @@ def test_bad_config_reports_every_problem_before_loading_a_model(tmp_path, datas
         expected.append("mode qlora needs a CUDA GPU")
     for text in expected:
         assert text in err, text
-    assert f"{len(expected)} problems" in err and str(recipe) in err
+    assert err.startswith(f"error: {len(expected)} problems in the config: ") and str(recipe) in err
 
     # --set fixes keys; what remains is still reported
     code = main(["train", "sft", "--config", str(recipe), "--set", "learning_rate=1e-4", "--set", "mode=lora",
                  "--set", "lora={r: 8}", "--set", f"output_dir={tmp_path / 'new'}"])
     err = capsys.readouterr().err
-    assert code == 2 and "1 problems" not in err
-    assert "unknown key 'batch_sise'" in err and "learning_rate" not in err and "qlora" not in err
+    # the one problem left is printed bare: no "N problems in the config:" count in front of it
+    assert code == 2 and err == f"error: {recipe}: unknown key 'batch_sise'; did you mean 'batch_size'?\n"
 
 
 def test_hardware_and_output_dir_problems(tmp_path, dataset, tiny):

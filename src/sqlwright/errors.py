@@ -15,6 +15,13 @@ class UserError(Exception):
     exit_code = 2
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for
+    ``UserError`` messages that wrap a library's error."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` when a close choice exists, else ``""``."""
     match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)

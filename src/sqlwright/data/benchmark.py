@@ -12,6 +12,7 @@ Spider: ``<dir>/dev.json`` or ``train_spider.json`` items with ``db_id, question
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sqlwright.errors import UserError
 from sqlwright.types import Example
 
 SPIDER_FILES = {"dev": "dev.json", "train": "train_spider.json"}
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+")  # scheme:// (two letters at least: not C:/)
 
 
 @dataclass
@@ -87,6 +89,11 @@ def load_benchmark(
     if layout is None:  # explicit files: tell the format by the items' keys
         layout = "bird" if "SQL" in items[0] else "spider"
     if db_root is not None:
+        url = _URL.match(str(db_root))  # a database URL, not a folder (a Path has made :// into :/)
+        if url:
+            from sqlwright.db.registry import check_targets
+
+            check_targets({f"{url.group(1)}://{str(db_root)[url.end():]}"})  # one line, no password
         droot = Path(db_root)
     elif layout == "spider":
         droot = root / "database"

@@ -6,8 +6,12 @@ Writes, into ``--out``:
   (or ``train`` / ``validation`` split by database);
 * ``<split>.jsonl``: the same records as JSON lines;
 * ``prompt.json``: format, serializer and options; training and prediction read it;
+* ``config.yaml``: the resolved config (``sqlwright data build --config`` repeats the build);
 * ``stats.json`` and ``lengths.png``: counts, what was dropped and why, schema cuts, and
-  prompt lengths (tokens with ``--tokenizer``, else characters).
+  prompt lengths (tokens with ``--tokenizer``, else characters);
+* ``dataset.json``: the ``db_root`` each record's ``db_path`` is relative to, and
+  ``databases/`` holding the databases a build creates (``bird-questions``), so the folder can
+  be moved to another machine (see ``sqlwright.data.dataset``).
 
 Everything is written to a temporary folder beside ``--out`` and moved into place at the
 end, so a failed build never leaves a dataset that looks complete.
@@ -21,9 +25,11 @@ import shutil
 import statistics
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sqlwright.config import opt, validate, write_config
+from sqlwright.data.dataset import absent_databases, portable_refs, write_dataset_file
 from sqlwright.data.sources import SourceConfig, load_source
 from sqlwright.errors import UserError
 from sqlwright.infer.tokens import with_token_counter
@@ -36,16 +42,24 @@ SPLIT_BY = ("source", "database")
 
 @dataclass
 class BuildConfig:
-    source: str
-    out: str
-    source_config: SourceConfig = field(default_factory=SourceConfig)
-    prompt: PromptSpec = field(default_factory=PromptSpec)
-    split_by: str = "source"  # keep the source's splits, or "database": train/validation
-    val_fraction: float = 0.1  # share of databases (by questions) in validation
-    seed: int = 0
-    dedupe: bool = True
-    overwrite: bool = False
-    progress: bool = True
+    source: str = opt(help="spider, bird, bird-questions, sql-create-context or sqlite.", argument=True)
+    out: str = opt("data/built", "Output folder.", short="-o")
+    source_config: SourceConfig = opt(factory=SourceConfig, flatten=True)
+    prompt: PromptSpec = opt(factory=PromptSpec, flatten=True)
+    split_by: str = opt("source", "source (keep its splits) or database (train/validation, no database in both).")
+    val_fraction: float = opt(0.1, "With --split-by database: share of questions in validation.")
+    seed: int = opt(0, "Seed for the database split.")
+    dedupe: bool = opt(True, "Drop exact (question, SQL) repeats.")
+    overwrite: bool = opt(False, "Replace an existing --out folder.")
+    progress: bool = opt(True, "Show a progress bar.")
+
+    def check(self) -> list[str]:
+        p = []
+        if self.split_by not in SPLIT_BY:
+            p.append(f"--split-by must be one of {', '.join(SPLIT_BY)}, not {self.split_by!r}")
+        if not 0 < self.val_fraction < 1:
+            p.append(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
+        return p
 
 
 @dataclass
@@ -74,12 +88,14 @@ def split_by_database(examples: list[Example], fraction: float, seed: int) -> di
     }
 
 
-def _record(ex: Example, split: str, rendered: dict) -> dict:
+def dataset_record(ex: Example, split: str, rendered: dict) -> dict:
+    """One line of a built dataset's ``<split>.jsonl``: the example's fields and its rendered prompt."""
     return {"id": ex.id, "split": split, "db_id": ex.db_id, "question": ex.question, "evidence": ex.evidence,
             "sql": ex.sql, "difficulty": ex.difficulty, "db_path": ex.db_path, "context": ex.context, **rendered}  # fmt: skip
 
 
-def _lengths(records: list[dict], spec: PromptSpec) -> list[int]:
+def record_lengths(records: list[dict], spec: PromptSpec) -> list[int]:
+    """Each record's prompt and answer length: tokens of the spec's tokenizer, else characters."""
     def text(r):
         if "messages" in r:
             return "".join(m["content"] for m in r["messages"])
@@ -89,7 +105,8 @@ def _lengths(records: list[dict], spec: PromptSpec) -> list[int]:
     return [count(text(r)) for r in records]
 
 
-def _percentiles(values: list[int]) -> dict:
+def length_percentiles(values: list[int]) -> dict:
+    """p50, p95, max and mean of ``values`` (``{}`` for none), as ``stats.json`` records them."""
     if not values:
         return {}
     q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
@@ -115,17 +132,32 @@ def _plot(lengths: dict[str, list[int]], unit: str, path: Path) -> None:
 
 
 def build_dataset(cfg: BuildConfig) -> BuildResult:
-    if cfg.split_by not in SPLIT_BY:
-        raise UserError(f"--split-by must be one of {', '.join(SPLIT_BY)}, not {cfg.split_by!r}")
-    if not 0 < cfg.val_fraction < 1:
-        raise UserError(f"--val-fraction must be between 0 and 1, not {cfg.val_fraction}")
+    validate(cfg)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise UserError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        return _build(cfg, out, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(cfg: BuildConfig, out: Path, tmp: Path) -> BuildResult:
+    write_config(cfg, tmp / "config.yaml")  # the resolved config: `--config` reads it back
     spec = with_token_counter(cfg.prompt)
     src = cfg.source_config
     src.examples, src.rows = max(src.examples, spec.examples), max(src.rows, spec.rows)
+    src.work_dir = str(tmp)  # databases a source creates go into the dataset: <out>/databases/
     data = load_source(cfg.source, src)
+    # database references relative to a root recorded in dataset.json, so the folder can move
+    every = [ex for exs in data.splits.values() for ex in exs]
+    absent = absent_databases((ex.db_id, ex.db_path) for ex in every)  # e.g. Spider's wta_1: scored db_missing
+    db_root, refs = portable_refs((ex.db_path for ex in every), inside=tmp)
+    for ex in every:
+        ex.db_path = refs.get(ex.db_path, ex.db_path) if ex.db_path else None
     splits = data.splits
     if cfg.split_by == "database":
         splits = split_by_database([ex for exs in splits.values() for ex in exs], cfg.val_fraction, cfg.seed)
@@ -147,10 +179,10 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
                 seen.add(key)
                 rendered, was_cut = spec.render(ex, data.schemas[ex.db_id])
                 cut += was_cut
-                records[split].append(_record(ex, split, rendered))
+                records[split].append(dataset_record(ex, split, rendered))
 
     unit = "tokens" if spec.tokenizer else "characters"
-    lengths = {s: _lengths(rs, spec) for s, rs in records.items()}
+    lengths = {s: record_lengths(rs, spec) for s, rs in records.items()}
     stats = {
         "source": cfg.source,
         "splits": {s: len(rs) for s, rs in records.items()},
@@ -159,24 +191,23 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
         "schema_cut": cut,
         "max_schema_tokens": spec.max_schema_tokens,
         "length_unit": unit,
-        "lengths": {s: _percentiles(v) for s, v in lengths.items()},
+        "lengths": {s: length_percentiles(v) for s, v in lengths.items()},
         "split_by": cfg.split_by,
         "seed": cfg.seed,
-        "source_config": asdict(src),
+        "source_config": {**asdict(src), "work_dir": None},  # the build's own folder: databases/ of the dataset
     }
-    _write(out, records, spec, stats, lengths, unit, cfg.overwrite)
+    _write(out, tmp, records, spec, stats, lengths, unit, cfg.overwrite, db_root, absent)
     return BuildResult(out, stats)
 
 
-def _write(out: Path, records, spec: PromptSpec, stats: dict, lengths, unit: str, overwrite: bool) -> None:
+def _write(out: Path, tmp: Path, records, spec: PromptSpec, stats: dict, lengths, unit: str, overwrite: bool,
+           db_root: str | None, absent: list[str]) -> None:
     try:
         from datasets import Dataset, DatasetDict
         from datasets.utils.logging import disable_progress_bar
     except ImportError:
         raise UserError("writing datasets needs the datasets library: pip install 'sqlwright[data]'") from None
     disable_progress_bar()  # ours already showed progress
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         for split, rs in records.items():
             with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
@@ -186,6 +217,7 @@ def _write(out: Path, records, spec: PromptSpec, stats: dict, lengths, unit: str
         spec.save(tmp / "prompt.json")
         _plot(lengths, unit, tmp / "lengths.png")
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+        write_dataset_file(tmp, db_root, absent)
         if out.exists():
             if not overwrite:
                 raise UserError(f"{out}: appeared while building; choose another --out")

@@ -30,31 +30,32 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from sqlwright.data.build import _lengths, _percentiles, _record
+from sqlwright.config import opt, validate, write_config
+from sqlwright.data.build import dataset_record, length_percentiles, record_lengths
+from sqlwright.data.dataset import DATABASES, portable_refs, write_dataset_file
 from sqlwright.data.teacher import (
     Template,
     load_built,
     prepare_run_folder,
-    read_log,
     save_datasetdict,
-    write_atomic,
-    write_jsonl_atomic,
 )
 from sqlwright.db.pool import default_workers
-from sqlwright.errors import UserError, did_you_mean
+from sqlwright.errors import did_you_mean
+from sqlwright.files import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_log
 from sqlwright.infer.backend import (
+    TEACHER_HELP,
     BackendConfig,
     Completion,
     GenerationConfig,
     Request,
     load_backend,
 )
-from sqlwright.infer.output import PredictionWriter, read_done
 from sqlwright.judge import COMPARATORS, Item, Judge
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.extract import extract_sql_block
@@ -91,28 +92,29 @@ _VERDICT_REASON = {"wrong": "different_result", "error": "error", "too_many_rows
 
 @dataclass
 class CotConfig:
-    data: str  # a dataset folder from `sqlwright data build`
-    out: str  # the run folder: the CoT dataset, dropped.jsonl, stats.json, log/
-    teacher: BackendConfig = field(default_factory=lambda: BackendConfig(model=""))
-    splits: list[str] | None = None  # default: every split of the dataset
-    prompt_file: str | None = None  # placeholders {db_schema} {external_knowledge} {question} {gold_SQL}
-    retries: int = 2  # sampled attempts after the first, for examples that failed
-    temperature: float = 0.0  # first attempt (0: greedy, as the cookbook)
-    retry_temperature: float = 0.7
-    top_p: float = 0.95  # for the sampled retries
-    max_new_tokens: int = 1024
-    seed: int = 0
-    format: str = "cookbook-cot"  # prompt format of the output dataset
-    comparator: str = "bird"
-    sql_timeout: float = 30.0
-    max_rows: int = 1_000_000
-    memory_mb: int = 2048
-    workers: int | None = None  # processes that execute the gold SQL (default: all cores)
-    limit: int | None = None  # only the first N examples of each split
-    overwrite: bool = False
-    progress: bool = True
+    data: str = opt(help="Dataset folder from `sqlwright data build`.", argument=True)
+    out: str = opt(help="Output folder: the CoT dataset, dropped.jsonl, stats.json, config.yaml (a rerun resumes it).", short="-o")
+    teacher: BackendConfig = opt(factory=lambda: BackendConfig(model="", backend="openai"), flatten=True, helps=TEACHER_HELP)
+    splits: list[str] | None = opt(None, "Split(s) to annotate (repeat; default: all).", flag="--split")
+    prompt_file: str | None = opt(None, "Prompt template with {db_schema} {external_knowledge} {question} {gold_SQL} (default: the llama-cookbook's).")
+    retries: int = opt(2, "Sampled retries for an example whose SQL does not match the gold.")
+    temperature: float = opt(0.0, "First attempt (0: greedy, as the cookbook).")
+    retry_temperature: float = opt(0.7, "Retries.")
+    top_p: float = opt(0.95, "Nucleus sampling, for the sampled retries.")
+    max_new_tokens: int = opt(1024, "Most tokens per answer.")
+    seed: int = opt(0, "Sampling seed.")
+    format: str = opt("cookbook-cot", "Prompt format of the output dataset.")
+    comparator: str = opt("bird", "Result comparator, as in eval: bird, multiset, ordered, test-suite.", short="-c")
+    sql_timeout: float = opt(30.0, "Seconds per query.")
+    max_rows: int = opt(1_000_000, "Most rows a query may return.")
+    memory_mb: int = opt(2048, "SQLite heap cap per worker, MiB.")
+    workers: int | None = opt(None, "Processes executing the gold SQL (default: all cores).")
+    limit: int | None = opt(None, "Only the first N examples of each split.")
+    overwrite: bool = opt(False, "Start again in an existing --out folder.")
+    progress: bool = opt(True, "Show a progress bar.")
+    db_root: str | None = opt(None, "Folder holding the databases (<db_id>/<db_id>.sqlite) on this machine, when not where the dataset records them.")
 
-    def validate(self) -> None:
+    def check(self) -> list[str]:
         problems = []
         if not self.teacher.model:
             problems.append("no teacher model: pass --model (a hub id, local folder, alias or API model name)")
@@ -135,8 +137,7 @@ class CotConfig:
             problems.append(f"unknown prompt format {self.format!r}{did_you_mean(self.format, FORMATS)} (choose: {', '.join(FORMATS)})")
         elif fmt.target(Example("", "", "", "", extra={"reasoning": "\0"})) != "\0":
             problems.append(f"--format {self.format} does not train on the reasoning (its target is the SQL); use cookbook-cot")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
 
 @dataclass
@@ -222,17 +223,18 @@ def _finished(item: _Item, kept: bool) -> dict:
 
 # -- the command ------------------------------------------------------------------------------
 def run_cot(cfg: CotConfig) -> CotStats:
-    cfg.validate()
+    validate(cfg)
     template = Template.load(cfg.prompt_file, COOKBOOK_REASONING_PROMPT, PLACEHOLDERS, required=("question",))
-    built = load_built(cfg.data, cfg.splits)
+    built = load_built(cfg.data, cfg.splits, cfg.db_root)
     out_spec = replace(built.spec, format=cfg.format)  # validated by PromptSpec
     out = Path(cfg.out)
     run_config = {**asdict(cfg), "data": str(Path(cfg.data).resolve()), "prompt": template.text, "splits": list(built.splits)}
     prepare_run_folder(out, run_config, ("data", "prompt", "comparator", "splits"), cfg.overwrite, "cot")
+    write_config(cfg, out / "config.yaml")  # the resolved config: `--config` reads it back
     (out / "log").mkdir(exist_ok=True)
 
     examples = {s: exs[: cfg.limit] if cfg.limit else exs for s, exs in built.splits.items()}
-    done = {s: read_done(out / "log" / f"{s}.jsonl") for s in examples}
+    done = {s: {str(r["id"]) for r in read_log(out / "log" / f"{s}.jsonl")} for s in examples}
     todo: list[_Item] = []
     for split, exs in examples.items():
         for ex in exs:
@@ -262,7 +264,7 @@ def _execute_gold(cfg: CotConfig, todo: list[_Item], limits: Limits) -> Judge:
 def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
     limits = Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb)
     judge = _execute_gold(cfg, todo, limits)  # one query per answer from here, in this process
-    writers = {s: PredictionWriter(out / "log" / f"{s}.jsonl") for s in {it.split for it in todo}}
+    writers = {s: JsonlAppender(out / "log" / f"{s}.jsonl") for s in {it.split for it in todo}}
     pending = []
     for it in todo:
         if it.gold.ok:
@@ -318,6 +320,22 @@ def _generate(cfg: CotConfig, todo: list[_Item], out: Path) -> None:
             backend.close()
 
 
+def _portable_databases(out: Path, data: Path, records: dict[str, list[dict]]) -> None:
+    """The output is a dataset too: its records' ``db_path`` relative to a recorded root, and
+    the databases the input dataset holds (built ones, small) copied into it."""
+    db_root, refs = portable_refs(r.get("db_path") for rs in records.values() for r in rs)
+    inner = data.resolve() / DATABASES
+    if db_root and Path(db_root).is_relative_to(inner):
+        shutil.copytree(inner, out / DATABASES, dirs_exist_ok=True)
+        prefix = Path(db_root).relative_to(inner)
+        db_root, refs = DATABASES, {k: v if "://" in v else (prefix / v).as_posix() for k, v in refs.items()}
+    for rs in records.values():
+        for r in rs:
+            if r.get("db_path"):
+                r["db_path"] = refs.get(r["db_path"], r["db_path"])
+    write_dataset_file(out, db_root)
+
+
 def _finalize(cfg, out: Path, spec: PromptSpec, built, examples, done_before, done_now: int, seconds: float) -> CotStats:
     stats = CotStats(out=str(out), already_done=sum(len(d) for d in done_before.values()), done_now=done_now,
                      seconds=round(seconds, 2))  # fmt: skip
@@ -342,7 +360,7 @@ def _finalize(cfg, out: Path, spec: PromptSpec, built, examples, done_before, do
                 stats.kept_after_retry += len(r["attempts"]) > 1
                 cot_ex = replace(ex, extra={**ex.extra, "reasoning": r["target"]})
                 rendered, _ = spec.render(cot_ex, built.schemas[ex.db_id])
-                kept_records[split].append({**_record(cot_ex, split, rendered), "teacher_sql": r["sql"],
+                kept_records[split].append({**dataset_record(cot_ex, split, rendered), "teacher_sql": r["sql"],
                                             "attempts": len(r["attempts"])})  # fmt: skip
             else:
                 n_dropped += 1
@@ -351,14 +369,15 @@ def _finalize(cfg, out: Path, spec: PromptSpec, built, examples, done_before, do
         stats.splits[split] = {"examples": len(exs), "kept": n_kept, "dropped": n_dropped}
     stats.kept = sum(s["kept"] for s in stats.splits.values())
     stats.dropped = {k: dropped[k] for k in REASONS if dropped[k]}
-    stats.lengths = {s: _percentiles(_lengths(rs, spec)) for s, rs in kept_records.items()}
+    stats.lengths = {s: length_percentiles(record_lengths(rs, spec)) for s, rs in kept_records.items()}
     stats.total = sum(len(exs) for exs in examples.values())
+    _portable_databases(out, Path(cfg.data), kept_records)
     for split, rs in kept_records.items():
-        write_jsonl_atomic(out / f"{split}.jsonl", rs)
-    write_jsonl_atomic(out / "dropped.jsonl", dropped_records)
+        atomic_write_jsonl(out / f"{split}.jsonl", rs)
+    atomic_write_jsonl(out / "dropped.jsonl", dropped_records)
     if any(kept_records.values()):
         save_datasetdict(out / "dataset", kept_records)
     spec.save(out / "prompt.json")
-    write_atomic(out / "stats.json", json.dumps({**stats.to_dict(), "comparator": cfg.comparator,
-                                                  "teacher": asdict(cfg.teacher)}, indent=2) + "\n")  # fmt: skip
+    atomic_write_text(out / "stats.json", json.dumps({**stats.to_dict(), "comparator": cfg.comparator,
+                                                       "teacher": asdict(cfg.teacher)}, indent=2) + "\n")  # fmt: skip
     return stats

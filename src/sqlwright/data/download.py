@@ -26,6 +26,7 @@ from pathlib import Path, PureWindowsPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from sqlwright.config import opt, validate
 from sqlwright.errors import UserError, did_you_mean
 
 
@@ -60,6 +61,27 @@ DATASETS: dict[str, Archive] = {
         "train*/train_databases",
     ),  # fmt: skip
 }
+
+
+@dataclass
+class DownloadConfig:
+    """The options of ``sqlwright data download`` (``run_download``)."""
+
+    name: str = opt(help="spider, bird-dev or bird-train.", argument=True)
+    dest: str = opt("data", "Folder to download and unpack into.", short="-d")
+    url: str | None = opt(None, "A mirror of the same archive.")
+    progress: bool = opt(True, "Show a progress bar.")
+
+    def check(self) -> list[str]:
+        if self.name not in DATASETS:
+            return [f"unknown dataset {self.name!r}{did_you_mean(self.name, DATASETS)}; choose from {', '.join(DATASETS)}"]
+        return []
+
+
+def run_download(cfg: DownloadConfig) -> Path:
+    """``download`` with a ``DownloadConfig``: the benchmark directory."""
+    validate(cfg)
+    return download(cfg.name, Path(cfg.dest), url=cfg.url, progress=cfg.progress)
 
 
 def download(

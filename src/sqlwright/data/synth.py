@@ -47,18 +47,29 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sqlwright.config import opt, validate, write_config
 from sqlwright.data.teacher import (
     Template,
     prepare_run_folder,
-    read_log,
-    write_atomic,
-    write_jsonl_atomic,
 )
 from sqlwright.db.introspect import introspect_sqlite
-from sqlwright.db.pool import ExecutionPool
+from sqlwright.db.sqltext import canonical_sql
 from sqlwright.errors import UserError, did_you_mean
-from sqlwright.infer.backend import BackendConfig, GenerationConfig, Request, load_backend
-from sqlwright.infer.output import PredictionWriter, read_done
+from sqlwright.files import (
+    JsonlAppender,
+    atomic_path,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_log,
+)
+from sqlwright.infer.backend import (
+    TEACHER_HELP,
+    BackendConfig,
+    GenerationConfig,
+    Request,
+    load_backend,
+)
+from sqlwright.judge import Item, Judge
 from sqlwright.progress import progress_bar
 from sqlwright.prompts.extract import extract_sql, extract_sql_block
 from sqlwright.prompts.schema import SchemaOptions, serialize_schema
@@ -109,30 +120,30 @@ REASONS = ("no_sql", "error", "timeout", "empty_result", "bad_context", "duplica
 
 @dataclass
 class SynthConfig:
-    out: str  # run folder: questions.jsonl, triplets.jsonl, rejected.jsonl, stats.json, log.jsonl
-    teacher: BackendConfig = field(default_factory=lambda: BackendConfig(model=""))
-    databases: str | None = None  # a folder of SQLite files (or one file): pairs for these databases
-    topics: list[str] = field(default_factory=list)  # or, without databases: self-contained triplets
-    per_database: int = 20  # pairs to keep per database (per topic with --topic)
-    per_request: int = 5  # pairs asked for in one request
-    max_rounds: int = 4
-    shapes: list[str] = field(default_factory=lambda: list(SHAPES))
-    tables_per_request: int = 3
-    columns_per_table: int = 12
-    example_rows: int = 3
-    question_similarity: float = 0.9
-    prompt_file: str | None = None
-    max_new_tokens: int = 1024
-    temperature: float = 0.8
-    top_p: float = 0.95
-    seed: int = 0
-    sql_timeout: float = 10.0
-    max_rows: int = 100_000
-    memory_mb: int = 2048
-    overwrite: bool = False
-    progress: bool = True
+    out: str = opt("data/synth", "Output folder: questions.jsonl, triplets.jsonl, rejected.jsonl, stats.json, config.yaml (a rerun resumes it).", short="-o")
+    teacher: BackendConfig = opt(factory=lambda: BackendConfig(model="", backend="openai"), flatten=True, helps=TEACHER_HELP)
+    databases: str | None = opt(None, "Folder of SQLite files (or one file) to write questions for.", argument=True)
+    topics: list[str] = opt(help="Without DATABASES: self-contained (context, question, answer) triplets on this topic (repeat).", flag="--topic", factory=list)
+    per_database: int = opt(20, "Pairs to keep per database (per topic).")
+    per_request: int = opt(5, "Pairs asked for in one request.")
+    max_rounds: int = opt(4, "Rounds of requests before giving up on a database's target.")
+    shapes: list[str] = opt(help="Query shapes to ask for (repeat): simple, aggregation, join, nested (default: all).", flag="--shape", factory=lambda: list(SHAPES))
+    tables_per_request: int = opt(3, "Most tables shown in one request.")
+    columns_per_table: int = opt(12, "Most columns shown per table (keys always).")
+    example_rows: int = opt(3, "Example rows shown per table.")
+    question_similarity: float = opt(0.9, "Questions this similar (0-1) to a kept one are near-duplicates.")
+    prompt_file: str | None = opt(None, "Prompt template ({db_id} {schema} {n} {shape} {shape_instruction}; with --topic: {topic} {n} ...).")
+    max_new_tokens: int = opt(1024, "Most tokens per answer.")
+    temperature: float = opt(0.8, "Sampling temperature.")
+    top_p: float = opt(0.95, "Nucleus sampling.")
+    seed: int = opt(0, "Seed for sampling tables, columns and the teacher.")
+    sql_timeout: float = opt(10.0, "Seconds per query.")
+    max_rows: int = opt(100_000, "Most rows a query may return.")
+    memory_mb: int = opt(2048, "SQLite heap cap, MiB.")
+    overwrite: bool = opt(False, "Start again in an existing --out folder.")
+    progress: bool = opt(True, "Show a progress bar.")
 
-    def validate(self) -> None:
+    def check(self) -> list[str]:
         problems = []
         if not self.teacher.model:
             problems.append("no teacher model: pass --model (a hub id, local folder, alias or API model name)")
@@ -150,8 +161,7 @@ class SynthConfig:
             problems.append(f"--question-similarity must be in (0, 1], not {self.question_similarity}")
         if not self.sql_timeout > 0:
             problems.append(f"--sql-timeout must be positive, not {self.sql_timeout}")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
 
 @dataclass
@@ -180,18 +190,6 @@ class SynthStats:
 
 
 # -- SQL analysis (sqlglot) -----------------------------------------------------------------
-def normalize_sql(sql: str) -> str:
-    """The key under which two queries count as the same: sqlglot's rendering, identifiers in
-    lower case; whitespace and case folded when sqlglot cannot parse the query."""
-    import sqlglot
-
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-        return tree.sql(dialect="sqlite", normalize=True, comments=False)
-    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):
-        return " ".join(sql.rstrip("; \n").split()).lower()
-
-
 def analyze_sql(sql: str) -> tuple[str, list[str]]:
     """(shape, tables read): ``nested`` (a subquery or set operation), else ``join``, else
     ``aggregation``, else ``simple``; the tables in order of appearance, CTE names left out."""
@@ -302,14 +300,12 @@ def context_database(context: str, folder: Path) -> tuple[str | None, str]:
         if not mem.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
             return None, "the context creates no table"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial")
-        tmp.unlink(missing_ok=True)
-        dest = sqlite3.connect(tmp)
-        try:
-            mem.backup(dest)
-        finally:
-            dest.close()
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            dest = sqlite3.connect(tmp)
+            try:
+                mem.backup(dest)
+            finally:
+                dest.close()
     except sqlite3.Error as e:
         return None, f"context does not build: {e}"
     finally:
@@ -430,7 +426,7 @@ class _Seen:
     questions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, target: str, question: str, sql: str) -> None:
-        self.sql[target].add(normalize_sql(sql))
+        self.sql[target].add(canonical_sql(sql))
         self.questions[target].append(_norm_question(question))
 
 
@@ -444,7 +440,7 @@ def _exec_reason(res: ExecResult, need_rows: bool) -> tuple[str | None, str]:
     return None, ""
 
 
-def _verify(req: _Req, text: str, target: _Target, pool: ExecutionPool, seen: _Seen, cfg: SynthConfig, ctx_dir: Path) -> list[dict]:
+def _verify(req: _Req, text: str, target: _Target, judge: Judge, seen: _Seen, cfg: SynthConfig, ctx_dir: Path) -> list[dict]:
     cands: list[dict] = []
     if target.schema is not None:
         for q, sql in parse_pairs(text):
@@ -467,14 +463,16 @@ def _verify(req: _Req, text: str, target: _Target, pool: ExecutionPool, seen: _S
                 continue
         tasks.append((db, c["sql"]))
         slots.append(c)
-    for c, res in zip(slots, pool.run(tasks) if tasks else [], strict=True):
+    judged = judge.judge_many([Item(db, None, [sql]) for db, sql in tasks]) if tasks else []  # no gold: runs, and rows?
+    for c, j in zip(slots, judged, strict=True):
+        res = j.candidates[0].result
         reason, detail = _exec_reason(res, need_rows=target.schema is not None)
         c.update(reason=reason, detail=detail, rows=len(res.rows) if res.ok else None)
     for c in cands:
         if c["reason"] is not None:
             continue
         c["shape"], c["tables"] = analyze_sql(c["sql"])
-        if normalize_sql(c["sql"]) in seen.sql[target.name]:
+        if canonical_sql(c["sql"]) in seen.sql[target.name]:
             c.update(reason="duplicate_sql", detail="the same query (normalised) was already kept")
         elif near_duplicate(c["question"], seen.questions[target.name], cfg.question_similarity):
             c.update(reason="near_duplicate_question", detail="a kept question reads nearly the same")
@@ -485,7 +483,7 @@ def _verify(req: _Req, text: str, target: _Target, pool: ExecutionPool, seen: _S
 
 # -- the command ------------------------------------------------------------------------------
 def run_synth(cfg: SynthConfig) -> SynthStats:
-    cfg.validate()
+    validate(cfg)
     mode = "database" if cfg.databases is not None else "topic"
     default, known, required = ((DATABASE_PROMPT, DATABASE_PLACEHOLDERS, ("schema",)) if mode == "database"
                                 else (TOPIC_PROMPT, TOPIC_PLACEHOLDERS, ("topic",)))  # fmt: skip
@@ -495,9 +493,10 @@ def run_synth(cfg: SynthConfig) -> SynthStats:
     run_config = {**asdict(cfg), "databases": str(Path(cfg.databases).resolve()) if cfg.databases else None,
                   "prompt": template.text}  # fmt: skip
     prepare_run_folder(out, run_config, ("databases", "topics", "prompt", "shapes", "per_request", "seed"), cfg.overwrite, "synth")
+    write_config(cfg, out / "config.yaml")  # the resolved config: `--config` reads it back
     log_path = out / "log.jsonl"
-    done = read_done(log_path)
     log = read_log(log_path)
+    done = {str(r["id"]) for r in log}
     seen = _Seen()
     for r in log:  # replay: the kept pairs so far, for deduplication
         for c in r["candidates"]:
@@ -507,8 +506,8 @@ def run_synth(cfg: SynthConfig) -> SynthStats:
     by_name = {t.name: t for t in targets}
     t0 = time.monotonic()
     backend = None
-    writer = PredictionWriter(log_path)
-    pool = ExecutionPool(Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb), workers=0)
+    writer = JsonlAppender(log_path)
+    judge = Judge(limits=Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb), workers=0)
     try:
         for round_ in range(cfg.max_rounds):
             plan = _plan(round_, targets, log, cfg, template)
@@ -525,7 +524,7 @@ def run_synth(cfg: SynthConfig) -> SynthStats:
                 for c in backend.generate([Request(r.id, [{"role": "user", "content": r.prompt}]) for r in todo], gen):
                     req = reqs[c.id]
                     text = c.texts[0] if c.texts else ""
-                    cands = _verify(req, text, by_name[req.target], pool, seen, cfg, out / "contexts") if not c.error else []
+                    cands = _verify(req, text, by_name[req.target], judge, seen, cfg, out / "contexts") if not c.error else []
                     rec = {"id": req.id, "target": req.target, "seed": req.seed, "shape": req.shape, "round": round_,
                            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "error": c.error,
                            "text": text, "candidates": cands}  # fmt: skip
@@ -536,7 +535,7 @@ def run_synth(cfg: SynthConfig) -> SynthStats:
                     advance(1, note=f"kept {kept_now}")
     finally:
         writer.close()
-        pool.close()
+        judge.close()
         if backend is not None:
             backend.close()
     stats.seconds = round(time.monotonic() - t0, 2)
@@ -587,7 +586,7 @@ def _finalize(cfg: SynthConfig, out: Path, targets: list[_Target], log: list[dic
                 rejected_records.append({"request": r["id"], "target": r["target"], **c})
     questions, triplets = [], []
     by_shape, by_table = Counter(), Counter()
-    with ExecutionPool(Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb), workers=0) as pool:
+    with Judge(limits=Limits(cfg.sql_timeout, cfg.max_rows, cfg.memory_mb), workers=0) as judge:
         for t in targets:
             kept = kept_by_target[t.name]
             stats.kept += len(kept)
@@ -603,7 +602,7 @@ def _finalize(cfg: SynthConfig, out: Path, targets: list[_Target], log: list[dic
                                       "shape": c["shape"], "tables": c["tables"]})  # fmt: skip
                     context = _table_context(t.schema, c["tables"])
                     db, _ = context_database(context, out / "contexts") if context else (None, "")
-                    if db is None or not pool.run([(db, c["sql"])])[0].ok:
+                    if db is None or not judge.judge(db, None, [c["sql"]]).candidates[0].executed:
                         stats.triplets_failed += 1
                         continue
                     triplets.append({"id": pid, "db_id": t.name, "question": c["question"], "context": context, "answer": c["sql"], "shape": c["shape"]})
@@ -615,8 +614,8 @@ def _finalize(cfg: SynthConfig, out: Path, targets: list[_Target], log: list[dic
     stats.by_shape = {s: by_shape[s] for s in SHAPES if by_shape[s]}
     stats.by_table = dict(sorted(by_table.items()))
     if stats.mode == "database":
-        write_jsonl_atomic(out / "questions.jsonl", questions)
-    write_jsonl_atomic(out / "triplets.jsonl", triplets)
-    write_jsonl_atomic(out / "rejected.jsonl", rejected_records)
-    write_atomic(out / "stats.json", json.dumps({**stats.to_dict(), "teacher": asdict(cfg.teacher)}, indent=2) + "\n")
+        atomic_write_jsonl(out / "questions.jsonl", questions)
+    atomic_write_jsonl(out / "triplets.jsonl", triplets)
+    atomic_write_jsonl(out / "rejected.jsonl", rejected_records)
+    atomic_write_text(out / "stats.json", json.dumps({**stats.to_dict(), "teacher": asdict(cfg.teacher)}, indent=2) + "\n")
     return stats

@@ -2,7 +2,7 @@
 placeholders, a run folder that a rerun continues, and reading a built dataset back.
 
 A teacher is any backend of ``sqlwright predict`` (``sqlwright.infer.backend``); results are
-appended per example to JSON lines (``sqlwright.infer.output``), so a killed run loses only
+appended per example to JSON lines (``sqlwright.files.JsonlAppender``), so a killed run loses only
 the work in flight and a rerun of the same command picks up where it stopped.
 """
 
@@ -14,8 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlwright.data.dataset import resolve_records
 from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.errors import UserError
+from sqlwright.files import iter_jsonl
 from sqlwright.infer.tokens import with_token_counter
 from sqlwright.prompts.spec import PromptSpec
 from sqlwright.types import Example, Schema
@@ -80,23 +82,6 @@ def prepare_run_folder(out: Path, config: dict, must_match: tuple[str, ...], ove
     cfg_path.write_text(json.dumps({"command": command, **config}, indent=2, default=str) + "\n")
 
 
-def read_log(path: Path) -> list[dict]:
-    """Every record of a results log (``read_done`` has already cut a partial last line)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_jsonl_atomic(path: Path, records: list[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def save_datasetdict(folder: Path, records: dict[str, list[dict]]) -> None:
     """``<folder>/`` as a ``datasets.DatasetDict`` (``save_to_disk``), replaced whole."""
     try:
@@ -126,8 +111,11 @@ def _example(r: dict) -> Example:
                    difficulty=r.get("difficulty"), db_path=r.get("db_path"), context=r.get("context"))  # fmt: skip
 
 
-def load_built(folder: str | Path, splits: list[str] | None = None) -> BuiltDataset:
+def load_built(folder: str | Path, splits: list[str] | None = None, db_root: str | None = None) -> BuiltDataset:
     """A dataset from ``sqlwright data build``: its prompt spec, examples and schemas.
+
+    Each example's ``db_path`` is resolved against the dataset's recorded root, or ``db_root``
+    (``--db-root``) when given; a database that is not there is an error (exit 2) naming it.
 
     Schemas are read again from the source the build recorded in ``stats.json`` (so Spider's
     keys and BIRD's column descriptions are the same as in the built prompts); a database the
@@ -145,13 +133,15 @@ def load_built(folder: str | Path, splits: list[str] | None = None) -> BuiltData
     for split in wanted:
         path = folder / f"{split}.jsonl"
         data[split] = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for n, rec in iter_jsonl(path, what="dataset split", hint="rebuild it with `sqlwright data build`"):
             try:
-                data[split].append(_example(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError):
+                data[split].append(_example(rec))
+            except (KeyError, TypeError):
                 raise UserError(f"{path}:{n}: not a dataset record (id, db_id, question, sql); rebuild it with `sqlwright data build`") from None
+    examples = [ex for exs in data.values() for ex in exs]
+    resolved = resolve_records(folder, [{"db_id": ex.db_id, "db_path": ex.db_path} for ex in examples], db_root)
+    for ex, r in zip(examples, resolved, strict=True):
+        ex.db_path = r["db_path"]
     return BuiltDataset(folder, spec, data, _schemas(folder, data, spec))
 
 
@@ -162,6 +152,7 @@ def _schemas(folder: Path, data: dict[str, list[Example]], spec: PromptSpec) -> 
     try:
         stats = json.loads((folder / "stats.json").read_text())
         src = SourceConfig(**stats["source_config"])
+        src.work_dir = src.work_dir or str(folder)  # a source that builds databases: the dataset's own databases/
         src.examples, src.rows = max(src.examples, spec.examples), max(src.rows, spec.rows)
         schemas = load_source(stats["source"], src).schemas
     except (FileNotFoundError, KeyError, TypeError, json.JSONDecodeError, UserError, OSError):

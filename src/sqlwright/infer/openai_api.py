@@ -4,20 +4,23 @@ Requests run concurrently on an event loop in a background thread (at most ``con
 flight) and each ``Completion`` is handed to the synchronous caller as soon as it is done.
 Closing the generator (``break``, Ctrl-C) cancels what is in flight and ends the thread.
 
-The SDK's own retries are off (``max_retries=0``); ours retry HTTP 408/409/429/5xx, timeouts,
-connection errors and malformed bodies (not JSON, or no ``choices``) with exponential backoff
-and full jitter, or after the server's ``Retry-After`` when it sends one. A request that fails
-for good becomes a ``Completion`` with ``error`` set, never an exception out of ``generate``.
+Retrying is the OpenAI SDK's (``max_retries``): HTTP 408/409/429/5xx, timeouts and connection
+errors, with exponential backoff and jitter, or after the server's ``Retry-After`` when it
+sends one (the SDK honours up to two minutes; a server asking for longer is not retried).
+``timeout`` is the SDK's request timeout. Answers are the SDK's typed ``ChatCompletion``.
+
+One fault the SDK hands back as a success is retried here, from the same budget: a 200 whose
+body is malformed (not JSON, or no ``choices``), as a proxy or an overloaded local server
+sends now and then. A request that fails for good becomes a ``Completion`` with ``error``
+set, never an exception out of ``generate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -26,55 +29,25 @@ from typing import Any
 from sqlwright.errors import UserError
 from sqlwright.infer.backend import BackendConfig, Completion, GenerationConfig, Request
 
-BACKOFF_BASE = 0.5  # seconds; the k-th retry waits uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**k))
-BACKOFF_CAP = 30.0
-RETRY_AFTER_CAP = 60.0  # a server's Retry-After is honoured up to this many seconds
-RETRY_STATUS = frozenset({408, 409, 429})  # plus every 5xx
+MALFORMED_DELAY = 0.5  # seconds before the k-th retry of a malformed body: MALFORMED_DELAY * 2**k
+MALFORMED_DELAY_CAP = 8.0
+TRANSIENT_STATUS = frozenset({408, 409, 429})  # plus every 5xx: what the SDK retries, for messages
 THREAD_NAME = "sqlwright-openai"
 _JOIN_TIMEOUT = 10.0  # seconds to wait for the loop thread after cancelling it
 _DONE = object()
 
 
-class _Retryable(Exception):
-    """A transient failure: ``message`` is one line; ``retry_after`` in seconds when the server said."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-
-
-class _Permanent(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class _Failed(Exception):
-    """Raised inside the worker when a request gives up; carries the usage spent so far."""
+    """A request that gave up: ``message`` is one line; ``retries`` were spent on it."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retries = retries
 
 
-def backoff_delay(retry: int) -> float:
-    """Seconds to wait before retry number ``retry`` (0-based): full jitter, capped."""
-    return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2**retry))
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None  # NaN fails the comparison too
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds form) or ``retry-after-ms``, capped at
-    ``RETRY_AFTER_CAP``; None when absent or unreadable."""
-    ms = _seconds(headers.get("retry-after-ms"))
-    seconds = ms / 1000.0 if ms is not None else _seconds(headers.get("retry-after"))
-    return None if seconds is None else min(seconds, RETRY_AFTER_CAP)
+class _Malformed(Exception):
+    """A 200 answer the SDK accepted whose body has no usable choices."""
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -98,34 +71,38 @@ def _status_message(err: Any) -> str:
     return f"HTTP {err.status_code}: {_one_line(msg)}"
 
 
-def _parse_body(content: bytes) -> tuple[list[str], int, int]:
-    """Texts and usage from a chat-completions body; raises ``_Retryable`` when it is malformed."""
+def _retries_taken(err: Any) -> int:
+    """Retries the SDK made before raising ``err``: it numbers each attempt's request in the
+    ``x-stainless-retry-count`` header, and the error carries the last request."""
     try:
-        data = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        raise _Retryable(f"malformed response body (not JSON): {_one_line(content[:120].decode('utf-8', 'replace'))}") from None
-    if not isinstance(data, dict):
-        raise _Retryable("malformed response body: not a JSON object")
-    if "error" in data and "choices" not in data:  # some servers send errors with status 200
-        err = data["error"]
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        raise _Retryable(f"error in response body: {_one_line(str(msg))}")
-    choices = data.get("choices")
+        return int(err.request.headers.get("x-stainless-retry-count", 0))
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return 0
+
+
+def _texts(completion: Any) -> tuple[list[str], int, int]:
+    """Texts (in choice order) and usage of a ``ChatCompletion``; ``_Malformed`` when it has none.
+
+    The SDK builds the model without validating it (servers differ in the fields they send),
+    so what is used here is checked here."""
+    choices = getattr(completion, "choices", None)
     if not isinstance(choices, list) or not choices:
-        raise _Retryable("malformed response body: no 'choices'")
+        err = getattr(completion, "error", None)  # some servers send errors with status 200
+        if err is not None:
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            raise _Malformed(f"error in response body: {_one_line(str(msg))}")
+        raise _Malformed("malformed response body: no 'choices'")
     texts = []
-    for choice in sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
-        if not isinstance(choice, dict):
-            raise _Retryable("malformed response body: a choice is not an object")
-        message = choice.get("message")
-        if isinstance(message, dict):
-            texts.append(message.get("content") or "")
-        elif isinstance(choice.get("text"), str):  # completions-style servers
-            texts.append(choice["text"])
+    for choice in sorted(choices, key=lambda c: getattr(c, "index", None) or 0):
+        message = getattr(choice, "message", None)
+        if message is not None:
+            texts.append(getattr(message, "content", None) or "")
+        elif isinstance(getattr(choice, "text", None), str):  # completions-style servers
+            texts.append(choice.text)
         else:
-            raise _Retryable("malformed response body: a choice has no 'message'")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return texts, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            raise _Malformed("malformed response body: a choice has no 'message'")
+    usage = getattr(completion, "usage", None)
+    return texts, int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
 class OpenAIBackend:
@@ -134,9 +111,11 @@ class OpenAIBackend:
     def __init__(self, cfg: BackendConfig) -> None:
         try:
             import openai
+            from openai.types.chat import ChatCompletion
         except ImportError:
             raise UserError("the openai backend needs the openai package: pip install 'sqlwright[api]'") from None
         self._openai = openai
+        self._chat_completion = ChatCompletion
         self.cfg = cfg
         key = os.environ.get(cfg.api_key_env)
         if not key:
@@ -217,7 +196,7 @@ class OpenAIBackend:
     async def _run(self, requests: list[Request], config: GenerationConfig, out: queue.Queue) -> None:
         # One client per run: its connection pool belongs to this run's event loop.
         client = self._openai.AsyncOpenAI(
-            api_key=self._api_key, base_url=self.cfg.base_url, max_retries=0, timeout=self._timeout
+            api_key=self._api_key, base_url=self.cfg.base_url, max_retries=self._max_retries, timeout=self._timeout
         )
         pending = iter(requests)
         sem = asyncio.Semaphore(self._concurrency)  # at most `concurrency` requests in flight
@@ -250,13 +229,13 @@ class OpenAIBackend:
         call = 0
         try:
             while len(texts) < want:
-                got, r = await self._call_with_retries(client, req, config, want - len(texts), call, usage)
+                got, r = await self._call(client, req, config, want - len(texts), call, usage)
                 retries += r
                 texts.extend(got)
                 call += 1
         except _Failed as e:
-            retries += e.args[1]
-            error = e.args[0]
+            retries += e.retries
+            error = e.message
             texts = []
         except asyncio.CancelledError:
             raise
@@ -273,29 +252,13 @@ class OpenAIBackend:
             extra={"retries": retries},
         )
 
-    async def _call_with_retries(
+    async def _call(
         self, client: Any, req: Request, config: GenerationConfig, n: int, call: int, usage: list[int]
     ) -> tuple[list[str], int]:
-        """One chat-completions call asking for ``n`` samples; returns (texts, retries used)."""
-        for attempt in range(self._max_retries + 1):
-            try:
-                texts, prompt_tokens, completion_tokens = await self._call_once(client, req, config, n, call)
-                usage[0] += prompt_tokens
-                usage[1] += completion_tokens
-                return texts, attempt
-            except _Permanent as e:
-                raise _Failed(e.message, attempt) from None
-            except _Retryable as e:
-                if attempt == self._max_retries:
-                    tries = "no retries" if attempt == 0 else f"{attempt} retries"
-                    raise _Failed(f"{e.message} (gave up after {tries})", attempt) from None
-                delay = e.retry_after if e.retry_after is not None else backoff_delay(attempt)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        """One chat-completions call asking for ``n`` samples; returns (texts, retries used).
 
-    async def _call_once(
-        self, client: Any, req: Request, config: GenerationConfig, n: int, call: int
-    ) -> tuple[list[str], int, int]:
+        The SDK retries transport and HTTP faults; a malformed 200 is retried here, with the
+        SDK's budget shrunk by what was spent, so a call makes at most ``1 + max_retries`` attempts."""
         openai = self._openai
         kwargs: dict[str, Any] = {
             "model": self.cfg.model,
@@ -307,22 +270,44 @@ class OpenAIBackend:
         }
         if n > 1:
             kwargs["n"] = n
-        try:
-            raw = await asyncio.wait_for(client.chat.completions.with_raw_response.create(**kwargs), self._timeout)
-            content = raw.content
-        except (asyncio.TimeoutError, openai.APITimeoutError):
-            raise _Retryable(f"timed out after {self._timeout:g}s") from None
-        except openai.APIStatusError as e:
-            status = e.status_code
-            msg = _status_message(e)
-            if status in RETRY_STATUS or status >= 500:
-                headers = getattr(getattr(e, "response", None), "headers", None) or {}
-                raise _Retryable(msg, parse_retry_after(headers)) from None
-            raise _Permanent(msg) from None
-        except openai.APIConnectionError as e:
-            cause = e.__cause__ or e.__context__
-            detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
-            raise _Retryable(_one_line(f"connection error: {detail}")) from None
-        except openai.APIResponseValidationError as e:
-            raise _Retryable(_one_line(f"malformed response: {e.message}")) from None
-        return _parse_body(content)
+        retries = 0
+        while True:
+            sdk = client if retries == 0 else client.with_options(max_retries=self._max_retries - retries)
+            try:
+                raw = await sdk.chat.completions.with_raw_response.create(**kwargs)
+                retries += raw.retries_taken
+                completion = raw.parse()  # a ChatCompletion; the body's text when it is not JSON-typed
+                if not isinstance(completion, self._chat_completion):
+                    raise _Malformed(f"malformed response body (not JSON): {_one_line(str(completion)[:120])}")
+                texts, prompt_tokens, completion_tokens = _texts(completion)
+            except openai.APIStatusError as e:
+                raise self._failed(_status_message(e), e, retries) from None
+            except openai.APITimeoutError as e:
+                raise self._failed(f"timed out after {self._timeout:g}s", e, retries) from None
+            except openai.APIConnectionError as e:
+                cause = e.__cause__ or e.__context__
+                detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
+                raise self._failed(_one_line(f"connection error: {detail}"), e, retries) from None
+            except (ValueError, _Malformed, openai.APIResponseValidationError) as e:  # ValueError: a body that is not JSON
+                msg = str(e) if isinstance(e, _Malformed) else f"malformed response body (not JSON): {_one_line(str(e))}"
+                if retries >= self._max_retries:
+                    raise _Failed(f"{msg} (gave up after {_tries(retries)})", retries) from None
+                await asyncio.sleep(min(MALFORMED_DELAY_CAP, MALFORMED_DELAY * 2**retries))
+                retries += 1
+                continue
+            usage[0] += prompt_tokens
+            usage[1] += completion_tokens
+            return texts, retries
+
+    @staticmethod
+    def _failed(message: str, err: Any, retries_before: int) -> _Failed:
+        """The request gave up: transient faults say after how many retries (the SDK's and ours)."""
+        retries = retries_before + _retries_taken(err)
+        status = getattr(err, "status_code", None)
+        if status is None or status in TRANSIENT_STATUS or status >= 500:
+            message = f"{message} (gave up after {_tries(retries)})"
+        return _Failed(message, retries)
+
+
+def _tries(retries: int) -> str:
+    return "no retries" if retries == 0 else "1 retry" if retries == 1 else f"{retries} retries"

@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlwright.db.pool import ExecutionPool, normalize_sql
+from sqlwright.db.pool import ExecutionPool
+from sqlwright.db.sqltext import normalize_sql
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.judge.compare import COMPARATORS, NotComputed, explain_mismatch
 from sqlwright.types import DEFAULT_LIMITS, ExecResult, Limits, Status

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from sqlwright import __version__
@@ -19,16 +19,20 @@ from sqlwright.types import Example, Schema
 STYLES = ("messages", "prompt-completion")
 
 
+def _opt(default, help: str):  # a field with its command-line help (see sqlwright.config.opt)
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class PromptSpec:
-    format: str = "cookbook"
-    serializer: str | None = None  # None: the format's default
-    examples: int = 0  # example values per column (compact)
-    rows: int = 0  # example rows per table (ddl)
-    descriptions: bool = True
-    max_schema_tokens: int | None = None  # budget for the schema text; None: no limit
-    tokenizer: str | None = None  # counts tokens for the budget; None: ~4 characters per token
-    style: str = "messages"  # or "prompt-completion"
+    format: str = _opt("cookbook", "Prompt format: cookbook, cookbook-cot, dbgpt-hub, sql-create-context.")
+    serializer: str | None = _opt(None, "Schema serializer: ddl, sentences, compact (default: the format's).")
+    examples: int = _opt(0, "Example values per column (compact).")
+    rows: int = _opt(0, "Example rows per table (ddl).")
+    descriptions: bool = _opt(True, "Column descriptions (BIRD CSVs) in the compact schema.")
+    max_schema_tokens: int | None = _opt(None, "Token budget for the schema; larger ones keep the tables the question is about.")
+    tokenizer: str | None = _opt(None, "Tokenizer (hub id or folder) to count tokens (default: ~4 characters per token).")
+    style: str = _opt("messages", "messages or prompt-completion.")
 
     def __post_init__(self) -> None:
         problems = []

@@ -31,7 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlwright import __version__
+from sqlwright.config import opt, validate
 from sqlwright.errors import UserError
+from sqlwright.files import atomic_write_text, read_jsonl
 from sqlwright.train.config import LoraOptions, TrainConfig
 
 SLICE = Path(__file__).resolve().parent / "spider_mini"
@@ -79,15 +81,15 @@ TRAIN_PER_RATE = 0.17
 
 @dataclass
 class QuickstartConfig:
-    out: str = "runs/quickstart"
-    minutes: float = 20.0  # the whole run's budget; training gets what prediction and evaluation leave
-    questions: int = DEV_QUESTIONS  # the first N dev questions of the slice
-    train_examples: int = TRAIN_QUESTIONS  # a seeded sample of N training examples
-    max_new_tokens: int = 128
-    batch_size: int = 16  # prompts per generation batch
-    progress: bool = True
+    out: str = opt("runs/quickstart", "Folder for everything (a rerun with the same folder continues).", short="-o")
+    minutes: float = opt(20.0, "Budget for the whole run; training gets what predicting and scoring leave.")
+    questions: int = opt(DEV_QUESTIONS, f"Dev questions to score (the first N of {DEV_QUESTIONS}).")
+    train_examples: int = opt(TRAIN_QUESTIONS, f"Training examples (a seeded sample of the {TRAIN_QUESTIONS}).")
+    max_new_tokens: int = opt(128, "Most tokens generated per answer.")
+    batch_size: int = opt(16, "Prompts per generation batch.")
+    progress: bool = opt(True, "Show progress bars.")
 
-    def validate(self) -> None:
+    def check(self) -> list[str]:
         p = []
         if not self.minutes > 0:
             p.append(f"--minutes must be positive, not {self.minutes}")
@@ -99,8 +101,7 @@ class QuickstartConfig:
             p.append(f"--max-new-tokens must be at least 1, not {self.max_new_tokens}")
         if self.batch_size < 1:
             p.append(f"--batch-size must be at least 1, not {self.batch_size}")
-        if p:
-            raise UserError("; ".join(p))
+        return p
 
 
 @dataclass
@@ -132,9 +133,7 @@ class _State:
 
     def set(self, **values) -> None:
         self.data.update(values)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
 def _flag(key: str) -> str:
@@ -212,7 +211,7 @@ def packed_rows(lengths: list[int], capacity: int) -> int:
 def _read_predictions(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path, what="predictions file", repair=True)  # a killed predict may have cut its last line
 
 
 def _effective_rate(records: list[dict]) -> float | None:
@@ -429,7 +428,7 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     from rich.console import Console
 
     start = time.monotonic()
-    cfg.validate()
+    validate(cfg)
     console = Console(highlight=False)
     out = Path(cfg.out)
     state = _open_out(out, cfg)

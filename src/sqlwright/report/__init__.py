@@ -19,16 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlwright.config import opt
 from sqlwright.errors import UserError
+from sqlwright.files import atomic_write_text
 
 
 @dataclass
 class ReportConfig:
-    run: str  # eval run folder
-    compare: str | None = None  # another eval run folder on the same questions
-    train: str | None = None  # training output folder (trainer_state.json or checkpoint-*/)
-    out: str | None = None  # HTML file; default <run>/report.html
-    auto_train: bool = True  # look for trainer_state.json beside the predictions when train is None
+    run: str = opt(help="Eval run folder (what `sqlwright eval --out` wrote).", argument=True, metavar="RUN_DIR")
+    compare: str | None = opt(None, "Another eval run on the same questions: both accuracies and the questions that flipped.")
+    train: str | None = opt(None, "Training output folder (trainer_state.json or checkpoint-*/): loss and in-training accuracy.")
+    out: str | None = opt(None, "HTML file to write (default RUN_DIR/report.html).", short="-o")
+    auto_train: bool = opt(True, "Without --train: look for trainer_state.json beside the predictions.")
 
 
 @dataclass
@@ -62,9 +64,7 @@ def write_report(cfg: ReportConfig) -> ReportResult:
         out = out / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(out)
+        atomic_write_text(out, page)
     except OSError as e:
         raise UserError(f"{out}: cannot write the report ({e.strerror}); choose another --out") from None
     return ReportResult(out, run.summary["ex"], cmp.other.summary["ex"] if cmp else None,

@@ -1,4 +1,6 @@
-"""Small inline SVG charts (no JavaScript, no network): grouped bars, a histogram, lines.
+"""Hand-written on purpose: a few escaped SVG shapes keep the report one offline file, no plotting library.
+
+Small inline SVG charts (no JavaScript, no network): grouped bars, a histogram, lines.
 
 Each function returns an ``<svg>`` element as text; every label is escaped here.
 """

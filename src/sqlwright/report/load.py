@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlwright.errors import UserError
+from sqlwright.files import iter_jsonl
 
 # Error categories derived from a per-example record, in display order:
 # key -> (label, colour, what it means).
@@ -91,13 +92,7 @@ def load_run(path: Path | str, role: str = "RUN_DIR") -> RunData:
         raise UserError(f"{path / 'summary.json'}: not a summary written by `sqlwright eval` (no {', '.join(map(repr, lacks))})")
     records = []
     ex_file = path / "examples.jsonl"
-    for n, line in enumerate(ex_file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{ex_file}:{n}: not valid JSON ({e.msg}); run `sqlwright eval` again to rewrite it") from None
+    for n, rec in iter_jsonl(ex_file, hint="run `sqlwright eval` again to rewrite it"):
         if not isinstance(rec, dict) or "id" not in rec or "verdict" not in rec:
             raise UserError(f"{ex_file}:{n}: not a record written by `sqlwright eval` (needs 'id' and 'verdict')")
         rec["id"] = str(rec["id"])
@@ -163,14 +158,11 @@ def prediction_latencies(run: RunData) -> dict[str, float]:
     ids = {r["id"] for r in run.records}
     out: dict[str, float] = {}
     try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if '"latency"' not in line:
-                continue
-            obj = json.loads(line)
+        for _, obj in iter_jsonl(path):
             lat = obj.get("latency") if isinstance(obj, dict) else None
             if isinstance(lat, (int, float)) and not isinstance(lat, bool) and lat >= 0 and str(obj.get("id")) in ids:
                 out[str(obj["id"])] = float(lat)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UserError):
         return {}  # the file changed since the eval; fall back to execution times
     return out
 

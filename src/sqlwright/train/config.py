@@ -10,10 +10,11 @@ each naming the key and the fix. The resolved config is written to
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sqlwright.config import opt
 from sqlwright.errors import UserError, did_you_mean
 
 RESOLVED_NAME = "sqlwright_train.yaml"
@@ -26,65 +27,70 @@ IDENTITY = ("model", "data", "mode")
 
 @dataclass
 class LoraOptions:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
+    r: int = opt(16, "LoRA rank.")
+    alpha: int = opt(32, "LoRA alpha (scale: alpha / r).")
+    dropout: float = opt(0.05, "LoRA dropout.")
+    target_modules: list[str] | str = opt("all-linear", "Modules to adapt: all-linear or a list of names (YAML or --set).")
 
 
 @dataclass
 class DevEval:
     """Execution accuracy on a fixed dev subset, every ``every`` optimizer steps (0: off)."""
 
-    every: int = 0
-    split: str = "validation"  # a split of the dataset (its <split>.jsonl)
-    questions: int = 50
-    max_new_tokens: int = 256
-    batch_size: int = 16
-    comparator: str = "bird"
-    timeout: float = 10.0
-    seed: int = 0  # which questions: a fixed sample, the same at every evaluation
+    every: int = opt(0, "Dev execution accuracy every N optimizer steps (0: off).")
+    split: str = opt("validation", "Split of the dataset to measure it on (its <split>.jsonl).")
+    questions: int = opt(50, "Dev questions (a fixed sample).")
+    max_new_tokens: int = opt(256, "Most tokens generated per dev answer.")
+    batch_size: int = opt(16, "Prompts per generation batch.")
+    comparator: str = opt("bird", "Result comparator, as in eval.")
+    timeout: float = opt(10.0, "Seconds per query.")
+    seed: int = opt(0, "Which questions: a fixed sample, the same at every evaluation.")
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # a folder written by `sqlwright data build` (or `data cot`)
-    output_dir: str = ""
-    model: str = "smollm2-135m"  # hub id, local directory, .gguf file or alias
-    mode: Literal["full", "lora", "qlora"] = "lora"
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    split: str = "train"
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"
-    warmup: float = 0.03  # a fraction of the steps (< 1) or a number of steps
-    weight_decay: float = 0.0
-    batch_size: int = 8  # sequences (or packed rows) per device per step
-    grad_accum: int = 1
-    max_length: int = 2048  # tokens per example, or per packed row
-    packing: bool = True  # best-fit packing, padding-free; examples never attend to each other
-    group_by_length: bool = True  # without packing: batches of similar lengths
-    gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto: bf16 on GPUs and CPUs that have it, else fp16 on GPU, fp32 on CPU
-    attention: str = "auto"  # auto: flash_attention_2 when installed on CUDA, else sdpa
-    liger: bool | None = None  # None: on when liger-kernel is installed and CUDA is used
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int | None = 2
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    dev_eval: DevEval = field(default_factory=DevEval)
-    trainer: dict = field(default_factory=dict)  # extra trl SFTConfig arguments, passed as they are
-    max_examples: int | None = None  # a seeded random sample of N training examples (quick runs)
-    plot: bool = True  # loss.png at the end
-    max_minutes: float | None = None  # stop (and save) when training has run this long
+    data: str = opt("", "Dataset folder written by `sqlwright data build` (or `data cot`).")
+    db_root: str | None = opt(None, "dev_eval: folder holding the databases (<db_id>/<db_id>.sqlite) on this machine, when not where the dataset records them.")
+    output_dir: str = opt("", "Output folder: the model, checkpoints, sqlwright_train.yaml (a rerun resumes it).")
+    model: str = opt("smollm2-135m", "Hub id, local folder, .gguf file or alias.")
+    mode: Literal["full", "lora", "qlora"] = opt("lora", "full, lora or qlora.")
+    lora: LoraOptions = opt(factory=LoraOptions)
+    split: str = opt("train", "Split of the dataset to train on.")
+    epochs: float = opt(1.0, "Epochs (max_steps > 0 overrides it).")
+    max_steps: int = opt(-1, "Optimizer steps; > 0 overrides epochs.")
+    learning_rate: float = opt(2e-4, "Peak learning rate.")
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule (a transformers scheduler name).")
+    warmup: float = opt(0.03, "Warmup: a fraction of the steps (< 1) or a number of steps.")
+    weight_decay: float = opt(0.0, "Weight decay.")
+    batch_size: int = opt(8, "Sequences (or packed rows) per device per step.")
+    grad_accum: int = opt(1, "Gradient accumulation steps.")
+    max_length: int = opt(2048, "Tokens per example, or per packed row.")
+    packing: bool = opt(True, "Best-fit packing, padding-free; examples never attend to each other.")
+    group_by_length: bool = opt(True, "Without packing: batches of similar lengths.")
+    gradient_checkpointing: bool = opt(False, "Recompute activations to save memory.")
+    precision: str = opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 where the hardware has it, else fp16 on GPU, fp32 on CPU).")
+    attention: str = opt("auto", "auto, sdpa, eager, flash_attention_2 or flash_attention_3 (auto: flash_attention_2 when installed on CUDA).")
+    liger: bool | None = opt(None, "Liger kernels (default: on when liger-kernel is installed and CUDA is used).")
+    seed: int = opt(42, "Training seed.")
+    logging_steps: int = opt(10, "Log every N steps.")
+    save_steps: int = opt(200, "Save a checkpoint every N steps.")
+    save_total_limit: int | None = opt(2, "Checkpoints kept.")
+    report_to: list[str] = opt(help="Trackers (repeat): tensorboard, wandb, mlflow, trackio; --set report_to=[] for none.", factory=lambda: ["tensorboard"])
+    dev_eval: DevEval = opt(factory=DevEval)
+    trainer: dict = opt(help="Extra trl SFTConfig arguments, passed as they are (YAML or --set).", factory=dict)
+    max_examples: int | None = opt(None, "A seeded random sample of N training examples (quick runs).")
+    plot: bool = opt(True, "loss.png at the end.")
+    max_minutes: float | None = opt(None, "Stop (and save) when training has run this long.")
+
+    def check(self) -> list[str]:
+        """Every problem that can be found without loading a model (``check`` below)."""
+        return check(self, "")
 
 
 def check(cfg: TrainConfig, source: str = "config") -> list[str]:
     """Every problem with ``cfg`` that can be found without loading a model."""
     p: list[str] = []
-    where = f"{source}: "
+    where = f"{source}: " if source else ""
     if not cfg.data:
         p.append(f"{where}data is required: a folder from `sqlwright data build`")
     else:
@@ -135,7 +141,25 @@ def _check_data(cfg: TrainConfig, where: str) -> list[str]:
         p.append(f"{where}split {cfg.split!r}: {cfg.data} has no {cfg.split}.jsonl (has: {', '.join(have) or 'none'})")
     if cfg.dev_eval.every and not (data / f"{cfg.dev_eval.split}.jsonl").is_file():
         p.append(f"{where}dev_eval.split {cfg.dev_eval.split!r}: {cfg.data} has no {cfg.dev_eval.split}.jsonl (has: {', '.join(have) or 'none'})")
+    elif cfg.dev_eval.every:
+        try:  # the dev questions' databases must be at hand: found now, not at the first evaluation
+            dev_records(cfg)
+        except UserError as e:
+            p.append(f"{where}dev_eval: {e}")
     return p
+
+
+def dev_records(cfg: TrainConfig) -> list[dict]:
+    """The fixed dev subset of ``dev_eval``, each ``db_path`` resolved to a database on this
+    machine (the dataset's recorded root, or ``db_root``)."""
+    from sqlwright.data.dataset import resolve_records
+    from sqlwright.train.data import dev_subset
+
+    e = cfg.dev_eval
+    records = dev_subset(cfg.data, e.split, e.questions, e.seed)
+    if not all(r.get("db_path") for r in records):
+        raise UserError(f"{cfg.data}/{e.split}.jsonl records have no db_path to execute on; set dev_eval.every: 0")
+    return resolve_records(cfg.data, records, cfg.db_root, fix="pass --db-root DIR or set db_root: DIR")
 
 
 def identity(cfg: TrainConfig) -> dict:

@@ -9,24 +9,16 @@ the same text.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from sqlwright.errors import UserError
+from sqlwright.files import read_jsonl
 
 
 def read_split(data: str | Path, split: str) -> list[dict]:
     path = Path(data) / f"{split}.jsonl"
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+    records = read_jsonl(path, what="dataset split")
     if not records:
         raise UserError(f"{path}: no examples")
     return records

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlwright import __version__
-from sqlwright.errors import UserError
+from sqlwright.config import opt
+from sqlwright.errors import UserError, first_line
 
 DTYPES = {
     "auto": "auto",
@@ -35,10 +36,10 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 
 @dataclass
 class MergeConfig:
-    adapter: str  # folder holding adapter_config.json (a `sqlwright train sft` LoRA run or checkpoint)
-    out: str  # folder to write the merged model to
-    dtype: str = "auto"  # auto (the base checkpoint's), float32, bfloat16 or float16
-    force: bool = False  # replace a non-empty OUT
+    adapter: str = opt(help="LoRA adapter folder (holds adapter_config.json), e.g. a train sft output or checkpoint.", short="-a")
+    out: str = opt(help="Folder for the merged model (written atomically).", short="-o")
+    dtype: str = opt("auto", "auto (the base checkpoint's), float32, bfloat16 or float16.")
+    force: bool = opt(False, "Replace a non-empty --out folder.")
 
 
 def merge(cfg: MergeConfig) -> Path:
@@ -49,7 +50,7 @@ def merge(cfg: MergeConfig) -> Path:
         from peft import PeftModel
     except ImportError:
         raise UserError("merging an adapter needs torch, transformers and peft: pip install 'sqlwright[train]'") from None
-    from sqlwright.infer.hf import _first_line, load_causal_lm, load_tokenizer
+    from sqlwright.infer.hf import load_causal_lm, load_tokenizer
     from sqlwright.infer.models import resolve_model
 
     adapter_cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
@@ -72,7 +73,7 @@ def merge(cfg: MergeConfig) -> Path:
     try:
         merged = model.merge_and_unload(safe_merge=True)  # a GGUF base lost its quantized marker on load
     except ValueError as e:  # safe_merge found NaNs, or the adapter type has no merge
-        raise UserError(f"{adapter}: cannot merge the adapter ({_first_line(e)})") from None
+        raise UserError(f"{adapter}: cannot merge the adapter ({first_line(e)})") from None
 
     tmp = out.parent / f".{out.name}.merging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -20,15 +20,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlwright.config import to_dict
-from sqlwright.errors import UserError
-from sqlwright.train.config import RESOLVED_NAME, TrainConfig, check, cuda_available, raise_problems
+from sqlwright.errors import UserError, first_line
+from sqlwright.files import atomic_path, atomic_write_text
+from sqlwright.train.config import (
+    RESOLVED_NAME,
+    TrainConfig,
+    check,
+    cuda_available,
+    dev_records,
+    raise_problems,
+)
 
 
 @dataclass
@@ -76,7 +83,7 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
     import torch
     import transformers
 
-    from sqlwright.infer.hf import _first_line, forget_gguf_quantization, load_tokenizer
+    from sqlwright.infer.hf import forget_gguf_quantization, load_tokenizer
     from sqlwright.infer.models import resolve_model
 
     resolved = resolve_model(cfg.model)
@@ -102,7 +109,7 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(resolved.path_or_id, **kwargs)
     except (OSError, ValueError) as e:
-        raise UserError(f"model {cfg.model}: cannot load ({_first_line(e)})") from None
+        raise UserError(f"model {cfg.model}: cannot load ({first_line(e)})") from None
     if resolved.gguf_file:
         forget_gguf_quantization(model)
     return model, tok
@@ -181,7 +188,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
         TimeBudget,
         fix_adapter_base,
     )
-    from sqlwright.train.data import dev_subset, sft_dataset
+    from sqlwright.train.data import sft_dataset
 
     out = Path(cfg.output_dir)
     spec = PromptSpec.load(cfg.data)
@@ -203,9 +210,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
         callbacks.append(budget)
     dev = None
     if cfg.dev_eval.every:
-        records = dev_subset(cfg.data, cfg.dev_eval.split, cfg.dev_eval.questions, cfg.dev_eval.seed)
-        if not all(r.get("db_path") for r in records):
-            raise UserError(f"dev_eval: {cfg.data}/{cfg.dev_eval.split}.jsonl records have no db_path to execute on; set dev_eval.every: 0")
+        records = dev_records(cfg)  # databases resolved (and checked by check() above)
         e = cfg.dev_eval
         dev = DevAccuracy(records, e.every, e.max_new_tokens, e.batch_size, e.comparator, e.timeout, spec.style)
         callbacks.append(dev)
@@ -260,9 +265,7 @@ def _trained_tokens(trainer) -> int | None:
 def _write_resolved(cfg: TrainConfig, out: Path) -> None:
     import yaml
 
-    tmp = out / (RESOLVED_NAME + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-    tmp.replace(out / RESOLVED_NAME)
+    atomic_write_text(out / RESOLVED_NAME, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def plot_loss(history: list[dict], path: Path) -> None:
@@ -291,7 +294,6 @@ def plot_loss(history: list[dict], path: Path) -> None:
         ax2.set_ylim(0, 1)
     ax.set_title("sqlwright train sft")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    shutil.move(tmp, path)

@@ -4,9 +4,10 @@ database (read once, however many questions use it). Looked up by name in ``SOUR
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 
+from sqlwright.config import opt
 from sqlwright.data.benchmark import Benchmark, load_benchmark
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.types import Example, Schema
@@ -14,15 +15,16 @@ from sqlwright.types import Example, Schema
 
 @dataclass
 class SourceConfig:
-    path: str | None = None  # benchmark folder, questions/dataset file, or folder of databases
-    splits: list[str] = field(default_factory=lambda: ["train"])
-    questions: str | None = None  # explicit questions file
-    db_root: str | None = None  # explicit database folder
-    schemas: str | None = None  # bird-questions: JSON {db_id: "CREATE TABLE ..."}
-    url: str | None = None  # sqlite: a SQLAlchemy URL instead of a folder
-    work_dir: str | None = None  # where sources that build databases put them
-    examples: int = 0  # example values per column to read
-    rows: int = 0  # example rows per table to read
+    path: str | None = opt(None, "Benchmark folder, dataset file or hub id, or folder of SQLite files.", argument=True)
+    splits: list[str] = opt(help="Source split(s) to build (repeat): train, dev.", flag="--split", factory=lambda: ["train"])
+    questions: str | None = opt(None, "Questions file (bird-questions: JSON; sqlite: JSONL or CSV).")
+    db_root: str | None = opt(None, "Database folder, when not in the benchmark's layout.")
+    schemas: str | None = opt(None, "bird-questions: JSON {db_id: CREATE TABLE text}.")
+    url: str | None = opt(None, "sqlite: a SQLAlchemy URL instead of a folder.")
+    # where sources that build databases put them (data build: the dataset folder)
+    work_dir: str | None = opt(None, cli=False)
+    examples: int = opt(0, cli=False)  # example values per column to read (data build: the prompt's)
+    rows: int = opt(0, cli=False)  # example rows per table to read (data build: the prompt's)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlwright.data.sources import SourceConfig, SourceData
 from sqlwright.db.introspect import introspect_connection
 from sqlwright.errors import UserError
+from sqlwright.files import read_jsonl
 from sqlwright.types import Example, Schema, Table
 
 HUB_ID = "b-mc2/sql-create-context"
@@ -31,14 +32,7 @@ def _rows(path: str) -> list[dict]:
         text = p.read_text(encoding="utf-8")
         if text.lstrip().startswith("["):
             return json.loads(text)
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{p}:{n}: not valid JSON ({e.msg})") from None
-        return rows
+        return read_jsonl(p, text=text)
     raise UserError(f"{p}: expected a .json, .jsonl or .parquet file (or the hub id {HUB_ID})")
 
 

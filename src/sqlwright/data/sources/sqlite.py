@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sqlite3
 from pathlib import Path
 
 from sqlwright.data.sources import SourceConfig, SourceData
 from sqlwright.db.introspect import introspect_sqlite, introspect_url
 from sqlwright.errors import UserError, did_you_mean
+from sqlwright.files import iter_jsonl
 from sqlwright.types import Example
 
 REQUIRED = ("question", "sql")
@@ -52,14 +52,7 @@ def read_questions(path: Path) -> list[tuple[int, dict]]:
         if missing:
             raise UserError(f"{path}: missing column {', '.join(map(repr, missing))} (has: {', '.join(reader.fieldnames or [])}); needs question, sql and db_id")
         return [(n, row) for n, row in enumerate(reader, 2)]
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); one object per line with question, sql, db_id") from None
-    return rows
+    return list(iter_jsonl(path, text=text, hint="one object per line with question, sql, db_id"))
 
 
 def load(cfg: SourceConfig) -> SourceData:
