@@ -346,3 +346,13 @@ def test_a_database_absent_at_build_time_is_not_an_error_later(spider_dir, tmp_p
     (spider_dir / "database" / "shop" / "shop.sqlite").unlink()
     with pytest.raises(UserError, match="^shop: database not found at "):
         resolve_records(out, recs)
+
+
+def test_database_url_that_cannot_be_read_is_one_line(tmp_path, capsys):
+    (tmp_path / "q.jsonl").write_text('{"question": "How many?", "sql": "SELECT 1"}\n')
+    code = main(["data", "build", "sqlite", "--url", "postgresql://u:pw@127.0.0.1:1/db", "--questions", str(tmp_path / "q.jsonl"),
+                 "-o", str(tmp_path / "ds"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: postgresql://") and "127.0.0.1:1/db: cannot " in err  # no driver, or no server
+    assert "pw" not in err and not (tmp_path / "ds").exists()

@@ -158,6 +158,9 @@ def test_defaults_without_compare_or_timings(runs, tmp_path):
     text = "".join(parse(out.read_text()).text)
     assert "Execution time of the predicted SQL" in text and "Compared with" not in text and "Training" not in text
     assert (runs["b"] / "report.html").exists() is False
+    from sqlwright.cli import resolve  # the resolved config beside the page repeats the run
+
+    assert resolve("report", ["--config", str(out.parent / "b.config.yaml")]) == ReportConfig(str(runs["b"]), out=str(out))
 
 
 def test_embedding_distance_shown_as_secondary(runs, report, tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path, PureWindowsPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from sqlwright.config import opt, validate
+from sqlwright.config import opt, validate, write_config
 from sqlwright.errors import UserError, did_you_mean
 
 
@@ -81,7 +81,9 @@ class DownloadConfig:
 def run_download(cfg: DownloadConfig) -> Path:
     """``download`` with a ``DownloadConfig``: the benchmark directory."""
     validate(cfg)
-    return download(cfg.name, Path(cfg.dest), url=cfg.url, progress=cfg.progress)
+    folder = download(cfg.name, Path(cfg.dest), url=cfg.url, progress=cfg.progress)
+    write_config(cfg, Path(cfg.dest) / f"{cfg.name}.config.yaml")  # the resolved config: `--config` repeats it
+    return folder
 
 
 def download(

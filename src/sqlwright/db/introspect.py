@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from sqlwright.db.sqlite import readonly_uri
+from sqlwright.errors import UserError, first_line
 from sqlwright.types import Column, ForeignKey, Schema, Table
 
 
@@ -70,7 +71,12 @@ def introspect_url(url: str, db_id: str | None = None) -> Schema:
         import sqlalchemy as sa
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError("reading a database URL needs SQLAlchemy: pip install 'sqlwright[data]'") from e
-    engine = sa.create_engine(url)
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        engine = sa.create_engine(url)
+    except (ImportError, sa.exc.ArgumentError, ValueError) as e:  # no driver installed, not a URL
+        shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1] if "@" in url else url
+        raise UserError(f"{shown}: cannot open this database URL ({first_line(e)})") from None
     try:
         insp = sa.inspect(engine)
         tables = []
@@ -83,6 +89,8 @@ def introspect_url(url: str, db_id: str | None = None) -> Schema:
                 for col, ref in zip(fk["constrained_columns"], fk["referred_columns"], strict=False)
             ]
             tables.append(Table(name, cols, fks))
+    except sa.exc.SQLAlchemyError as e:  # cannot connect, no permission...
+        raise UserError(f"{shown}: cannot read the schema ({first_line(getattr(e, 'orig', None) or e)})") from None
     finally:
         engine.dispose()
     return Schema(db_id or (Path(engine.url.database).stem if engine.url.database else "db"), tables)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlwright import __version__
-from sqlwright.config import opt, validate
+from sqlwright.config import opt, validate, write_config
 from sqlwright.errors import UserError
 from sqlwright.files import atomic_write_text, read_jsonl
 from sqlwright.train.config import LoraOptions, TrainConfig
@@ -166,6 +166,7 @@ def _open_out(out: Path, cfg: QuickstartConfig) -> _State:
         raise UserError(f"{out}: cannot create the folder ({e.strerror}); choose another --out") from None
     state = _State(state_file, data)
     state.set()
+    write_config(cfg, out / "config.yaml")  # the resolved config: `sqlwright quickstart --config` repeats it
     return state
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlwright.config import opt
+from sqlwright.config import opt, write_config
 from sqlwright.errors import UserError
 from sqlwright.files import atomic_write_text
 
@@ -65,6 +65,7 @@ def write_report(cfg: ReportConfig) -> ReportResult:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, page)
+        write_config(cfg, out.with_name(out.stem + ".config.yaml"))  # the resolved config: `--config` repeats it
     except OSError as e:
         raise UserError(f"{out}: cannot write the report ({e.strerror}); choose another --out") from None
     return ReportResult(out, run.summary["ex"], cmp.other.summary["ex"] if cmp else None,
