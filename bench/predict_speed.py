@@ -14,7 +14,9 @@ run and sees the same load. Each mode's time is the sum of its own steps.
 * ``single``: one prompt at a time, as the llama-cookbook's local path does;
 * ``plain``: batched with left padding and length-sorted batches (``share_prefix=False``);
 * ``shared``: batched, prompts that share a prefix (one database's system prompt + schema)
-  batched together and the prefix run once per batch from a shared KV cache (the default).
+  batched together and the prefix run once per batch from a shared KV cache (the default);
+* ``schema`` / ``grammar``: as ``shared``, with constrained decoding (``predict --constrain``):
+  each prompt's answer limited by its database's grammar (llguidance), or by SQL syntax only.
 
 A batched mode may name its own batch size (``shared:64``); otherwise ``--batch-size``.
 
@@ -37,12 +39,29 @@ from pathlib import Path
 from sqlwright.infer.backend import BackendConfig, GenerationConfig, Request
 from sqlwright.infer.hf import HFBackend
 
-MODES = ("single", "plain", "shared")
+MODES = ("single", "plain", "shared", "schema", "grammar")
+CONSTRAINED = ("schema", "grammar")
 
 
-def requests_from(data: Path, split: str, n: int) -> list[Request]:
-    rows = [json.loads(x) for x in (data / f"{split}.jsonl").read_text().splitlines()[:n]]
-    return [Request(str(r["id"]), [m for m in r["messages"] if m["role"] != "assistant"]) for r in rows]
+def requests_from(data: Path, split: str, n: int) -> tuple[list[Request], list[dict]]:
+    from sqlwright.data.dataset import resolve_records
+
+    rows = resolve_records(data, [json.loads(x) for x in (data / f"{split}.jsonl").read_text().splitlines()[:n]])
+    return [Request(str(r["id"]), [m for m in r["messages"] if m["role"] != "assistant"]) for r in rows], rows
+
+
+def constrained(reqs: list[Request], rows: list[dict], mode: str) -> list[Request]:
+    """``reqs`` with each one's grammar for ``mode`` (``schema``: its database's names)."""
+    from sqlwright.db.introspect import introspect_sqlite
+    from sqlwright.infer.constrain import grammar_for
+
+    schemas: dict[str, object] = {}
+    out = []
+    for req, r in zip(reqs, rows, strict=True):
+        if mode == "schema" and r["db_path"] not in schemas:
+            schemas[r["db_path"]] = introspect_sqlite(r["db_path"], r["db_id"])
+        out.append(Request(req.id, req.messages, grammar=grammar_for(schemas.get(r["db_path"]), mode)))
+    return out
 
 
 def load1() -> float:
@@ -55,7 +74,7 @@ def mode_backend(backend: HFBackend, mode: str, batch_size: int, concat_cache: b
     batch_size = int(size) if size else batch_size
     b = HFBackend.from_loaded(backend.model, backend.tokenizer, batch_size=1 if mode == "single" else batch_size,
                               name=backend.cfg.model)
-    b.share_prefix = mode == "shared"
+    b.share_prefix = mode in ("shared", *CONSTRAINED)
     b.grow_cache_in_place = not concat_cache
     return b
 
@@ -70,22 +89,24 @@ def summary(mode: str, b: HFBackend, outs: list, secs: float, cpu: float, load_b
             "errors": sum(o.error is not None for o in outs), "texts": {o.id: o.texts[0] for o in outs}}  # fmt: skip
 
 
-def run(backend: HFBackend, reqs: list[Request], mode: str, batch_size: int, max_new: int,
+def run(backend: HFBackend, reqs: dict[str, list[Request]], mode: str, batch_size: int, max_new: int,
         concat_cache: bool = False) -> dict:
     b = mode_backend(backend, mode, batch_size, concat_cache)
     load_before, t0, c0 = load1(), time.perf_counter(), time.process_time()
-    outs = list(b.generate(reqs, GenerationConfig(max_new_tokens=max_new)))
+    outs = list(b.generate(reqs[mode.partition(":")[0]], GenerationConfig(max_new_tokens=max_new)))
     return summary(mode, b, outs, time.perf_counter() - t0, time.process_time() - c0, load_before)
 
 
-def run_interleaved(backend: HFBackend, reqs: list[Request], modes: list[str], batch_size: int, max_new: int,
-                    concat_cache: bool = False) -> list[dict]:
+def run_interleaved(backend: HFBackend, by_mode: dict[str, list[Request]], modes: list[str], batch_size: int,
+                    max_new: int, concat_cache: bool = False) -> list[dict]:
     """All ``modes`` at once, a batch at a time: always the mode with the least share done."""
     load_before = load1()
     state = []
+    reqs = by_mode["plain"]
     for mode in modes:
         b = mode_backend(backend, mode, batch_size, concat_cache)
-        state.append({"mode": mode, "b": b, "gen": b.generate(reqs, GenerationConfig(max_new_tokens=max_new)),
+        gen = b.generate(by_mode[mode.partition(":")[0]], GenerationConfig(max_new_tokens=max_new))
+        state.append({"mode": mode, "b": b, "gen": gen,
                       "outs": [], "secs": 0.0, "cpu": 0.0, "pending": None})
     while live := [s for s in state if len(s["outs"]) < len(reqs)]:
         s = min(live, key=lambda s: len(s["outs"]))
@@ -122,7 +143,8 @@ def main() -> None:
         ap.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     if args.batched_only:
         modes = [m for m in modes if not m.startswith("single")]
-    reqs = requests_from(args.data, args.split, args.n)
+    reqs, rows = requests_from(args.data, args.split, args.n)
+    by_mode = {m: constrained(reqs, rows, m) if m in CONSTRAINED else reqs for m in MODES}
     backend = HFBackend(BackendConfig(model=args.model, batch_size=args.batch_size, dtype=args.dtype))
     device = (f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
               f"torch threads {__import__('torch').get_num_threads()}")
@@ -130,9 +152,9 @@ def main() -> None:
     if args.interleave:
         if len(set(modes)) != len(modes):
             ap.error("--interleave runs each mode once; do not repeat modes")
-        runs = run_interleaved(backend, reqs, modes, args.batch_size, args.max_new_tokens, args.concat_cache)
+        runs = run_interleaved(backend, by_mode, modes, args.batch_size, args.max_new_tokens, args.concat_cache)
     for mode in [] if args.interleave else modes:
-        runs.append(run(backend, reqs, mode, args.batch_size, args.max_new_tokens, args.concat_cache))
+        runs.append(run(backend, by_mode, mode, args.batch_size, args.max_new_tokens, args.concat_cache))
         r = runs[-1]
         print(f"# {mode}: {r['seconds']} s, {r['tokens_per_s']} tokens/s, load {r['load1_before']} -> {r['load1_after']}",
               flush=True)
@@ -146,7 +168,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs, 1):
         kind = r["mode"].partition(":")[0]
-        name = "one at a time" if kind == "single" else f"batched ({r['batch_size']}), {'shared prefix' if kind == 'shared' else 'no sharing'}"
+        sharing = {"shared": "shared prefix", "plain": "no sharing"}.get(kind, f"shared prefix, constrained: {kind}")
+        name = "one at a time" if kind == "single" else f"batched ({r['batch_size']}), {sharing}"
         print(f"| {i} | {name} | {r['seconds']} | {r['cpu_seconds']} | {r['completion_tokens']} | "
               f"{r['tokens_per_s']} | {r['load1_before']} → {r['load1_after']} |")
     single = next((r for r in runs if r["mode"].startswith("single")), None)

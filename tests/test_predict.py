@@ -323,3 +323,40 @@ def test_vllm_backend_says_how_to_install_or_runs():
 
     outs = list(backend.generate([Request("1", [{"role": "user", "content": "SELECT 1?"}])], GenerationConfig(n=2, temperature=0.7, max_new_tokens=8)))
     assert len(outs) == 1 and len(outs[0].texts) == 2
+
+
+def test_constrain_gives_each_request_its_database_grammar(echo, dataset, tmp_path, monkeypatch):
+    pytest.importorskip("llguidance")
+    from sqlwright.infer.constrain import check_sql
+
+    grammars = {}
+    real_generate = EchoBackend.generate
+
+    def generate(self, requests, config):
+        grammars.update({r.id: r.grammar for r in requests})
+        yield from real_generate(self, requests, config)
+
+    monkeypatch.setattr(EchoBackend, "generate", generate)
+    out = tmp_path / "preds.jsonl"
+    s = predict(cfg(dataset, out, constrain="schema"))
+    recs = lines(out)
+    assert len(recs) == 6 and all(r["constrained"] == "schema" and r["grammar_ok"] for r in recs)  # gold SQL passes
+    assert s["guided"]["constrained"] == 6 and s["guided"]["grammar_ok"] == 6
+    by_db = {r["id"]: r["db_id"] for r in recs}
+    shop = next(g for i, g in grammars.items() if by_db[i] == "shop")
+    schools = next(g for i, g in grammars.items() if by_db[i] == "schools")
+    assert check_sql(shop, "SELECT title FROM products") is None  # each request: its own database's names
+    assert check_sql(shop, "SELECT name FROM schools") is not None and check_sql(schools, "SELECT name FROM schools") is None
+    assert "constrain: schema" in (tmp_path / "preds.jsonl.config.yaml").read_text()
+
+
+def test_constrain_bad_value_and_missing_database(echo, dataset, tmp_path, capsys):
+    assert main(["predict", "-m", "x", "-b", "echo", "--data", str(dataset), "-o", str(tmp_path / "p.jsonl"),
+                 "--constrain", "schemas", "--no-progress"]) == 2  # fmt: skip
+    assert "--constrain must be one of none, grammar, schema, not 'schemas'; did you mean 'schema'?" in capsys.readouterr().err
+    (tmp_path / "elsewhere").mkdir()
+    assert main(["predict", "-m", "x", "-b", "echo", "--data", str(dataset), "-o", str(tmp_path / "p.jsonl"),
+                 "--constrain", "schema", "--db-root", str(tmp_path / "elsewhere"), "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "database not found" in err and "--db-root" in err and "\n" not in err
+    assert not EchoBackend.configs  # before any model loads

@@ -100,6 +100,11 @@ def _show_predict(cfg: Any, s: dict) -> None:
     retried = f", {s['retried']} failed before and were retried" if s.get("retried") else ""
     typer.echo(f"{s['written']} predictions written to {out} ({s['already_done']} were already there{retried}, {s['errors']} failed) "
                f"in {s['seconds']} s, {s['tokens_per_second']} tokens/s. Score: sqlwright eval {out} --benchmark ...")  # fmt: skip
+    if g := s.get("guided"):
+        by = ", ".join(f"{k} {v}" for k, v in g["selected_by"].items())
+        typer.echo(f"execution-guided: {g['selected']} selected{f' ({by})' if by else ''}, {g['refined']} refined in "
+                   f"{g['rounds']} rounds; failed to run: {g['failed_to_run_before']} before, {g['failed_to_run_after']} after refinement; "
+                   f"0 rows: {g['empty_before']} before, {g['empty_after']} after")  # fmt: skip
 
 
 def _show_sft(cfg: Any, r: Any) -> None:

@@ -15,6 +15,12 @@ from sqlwright.types import Limits
 EXECUTORS: dict[str, str] = {
     "sqlite": "sqlwright.db.sqlite:SQLiteExecutor",
 }
+# The statement that compiles a query without running it, per dialect: the validity check
+# (``Judge.check_many``) sends it through the same read-only executor, so it is time-limited
+# and a write is refused when it is prepared.
+COMPILE_ONLY: dict[str, str] = {
+    "sqlite": "EXPLAIN {sql}",
+}
 _URL_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "duckdb": "duckdb"}
 
 
@@ -24,6 +30,11 @@ def dialect_of(target: str) -> str:
         return "sqlite"
     scheme = target.split("://", 1)[0].split("+", 1)[0].lower()
     return scheme if scheme in EXECUTORS else _URL_SCHEMES.get(scheme, scheme)
+
+
+def compile_only(target: str, sql: str) -> str:
+    """``sql`` wrapped so that executing it only compiles it (``EXPLAIN <sql>`` on SQLite)."""
+    return COMPILE_ONLY.get(dialect_of(target), COMPILE_ONLY["sqlite"]).format(sql=sql)
 
 
 def check_targets(targets: set[str]) -> None:

@@ -52,6 +52,8 @@ _FETCH_CHUNK = 1024
 def _leading_keyword(sql: str) -> str:
     """The statement's first keyword, comments skipped: 'DROP', 'VACUUM', ..."""
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).split()
+    while text and text[0].upper() in ("EXPLAIN", "QUERY", "PLAN"):  # the validity check's EXPLAIN: name what it wraps
+        text = text[1:]
     return text[0].upper() if text else "statement"
 
 

@@ -41,6 +41,8 @@ def render_summary(summary: dict, out_dir: Path | None = None) -> None:
     console.print(f"other comparators: {others}")
     if "ves" in summary:
         console.print(f"VES {summary['ves']['ves']:.2f} · R-VES {summary['ves']['r_ves']:.2f}")
+    if "guided" in summary:
+        console.print(guided_line(summary["guided"]))
     t = summary["timing"]
     console.print(f"{t['distinct_queries']} distinct queries executed ({t['executions_saved']} repeats skipped) "
                   f"in {t['execute_wall_s']:.2f} s on {summary['settings']['workers']} workers")  # fmt: skip
@@ -50,3 +52,11 @@ def render_summary(summary: dict, out_dir: Path | None = None) -> None:
 
 def _pct(v) -> str:
     return "-" if v is None else f"{v:.2f}"
+
+
+def guided_line(g: dict) -> str:
+    """One line about execution-guided predictions (predict --select / --refine)."""
+    by = ", ".join(f"{k} {v}" for k, v in g.get("selected_by", {}).items())
+    return (f"execution-guided: {g['selected']} of {g['questions']} selected{f' ({by})' if by else ''}, "
+            f"{g['refined']} refined in {g['rounds']} rounds ({g['refined_correct']} of them correct); "
+            f"failed to run: {g['failed_to_run_before']} before, {g['failed_to_run_after']} after refinement")

@@ -7,6 +7,10 @@ comparator, and writes a run folder:
 * ``examples.jsonl``: one line per question (id, db_id, difficulty, question, gold,
   predicted, verdict, reason, statuses, elapsed times, soft-F1, result previews);
 * ``summary.json``: overall, per difficulty, per database, error counts, settings, versions;
+  when the predictions say how they were produced (``sqlwright predict --select / --refine``),
+  ``guided``: how many were selected and refined, the rounds, and how many failed to run
+  before and after refinement (as predict executed them); examples.jsonl copies those
+  per-question fields (``GUIDED_FIELDS``, and each round's SQL and status);
 * ``config.json``: the resolved configuration, to repeat the run.
 """
 
@@ -41,6 +45,10 @@ DIFFICULTY_ORDER = {
 }
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80
+# what a prediction record says about how it was produced (sqlwright predict --select / --refine)
+GUIDED_FIELDS = ("constrained", "grammar_ok", "selected_by", "selection", "refined_rounds", "valid", "exec_status_before",
+                 "exec_status", "exec_rows_before", "exec_rows")
+ROUND_FIELDS = ("sql", "status", "rows", "error")  # of each round of the transcript
 
 
 @dataclass
@@ -245,6 +253,8 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         from sqlwright.eval.embedding import add_embedding_distance
 
         extra["embedding"] = add_embedding_distance(records, cfg.embedding_model, cfg.progress)
+    if (guided := guided_summary(records)) is not None:
+        extra["guided"] = guided
     summary = summarize(records, bench.layout, cfg, extra)
     summary["timing"]["total_s"] = round(time.monotonic() - t0, 3)
     out_dir = _write_run(cfg, summary, records)
@@ -269,7 +279,7 @@ def _records(bench, paired: dict[str, Prediction], difficulty, judged: list[Judg
 
 
 def _record(ex: Example, p, diff, gold, pred, verdict, reason, correct, f1, equal) -> dict:
-    return {
+    rec = {
         "id": ex.id, "db_id": ex.db_id, "difficulty": diff, "question": ex.question,
         "evidence": ex.evidence or None, "gold": ex.sql, "predicted": p.sql if p else None,
         "verdict": verdict, "correct": correct, "reason": reason,
@@ -280,6 +290,41 @@ def _record(ex: Example, p, diff, gold, pred, verdict, reason, correct, f1, equa
         "soft_f1": round(f1, 4), "equal": equal,
         "gold_preview": _preview(gold), "pred_preview": _preview(pred),
     }  # fmt: skip
+    if p is not None:
+        rec.update({k: p.extra[k] for k in GUIDED_FIELDS if k in p.extra})
+        rounds = p.extra.get("rounds")
+        if isinstance(rounds, list):
+            rec["rounds"] = [{k: r.get(k) for k in ROUND_FIELDS} for r in rounds if isinstance(r, dict)]
+    return rec
+
+
+def guided_summary(records: list[dict]) -> dict | None:
+    """Counts of the guided fields (None when no record carries them), for predict's summary and
+    eval's: how many answers were constrained (and follow their grammar), selected, refined, the
+    revision rounds, validity, and failing to run (or returning 0 rows) before and after
+    refinement, as predict executed them; scored records also count the refined answers correct."""
+    g = [r for r in records if any(k in r for k in GUIDED_FIELDS)]
+    if not g:
+        return None
+    refined = [r for r in g if r.get("refined_rounds")]
+    out = {
+        "questions": len(g),
+        "constrained": sum("constrained" in r for r in g),
+        "grammar_ok": sum(r.get("grammar_ok") is True for r in g),
+        "refined": len(refined),
+        "rounds": sum(r.get("refined_rounds") or 0 for r in g),
+        "selected": sum("selected_by" in r for r in g),
+        "selected_by": dict(Counter(r["selected_by"] for r in g if "selected_by" in r)),
+        "selected_other": sum((r.get("selection") or {}).get("chosen", 0) != 0 for r in g),
+        "valid": sum(r.get("valid") is True for r in g),
+        "failed_to_run_before": sum(r.get("exec_status_before", "ok") != "ok" for r in g),
+        "failed_to_run_after": sum(r.get("exec_status", "ok") != "ok" for r in g),
+        "empty_before": sum(r.get("exec_rows_before") == 0 for r in g),
+        "empty_after": sum(r.get("exec_rows") == 0 for r in g),
+    }
+    if all("correct" in r for r in g):  # scored (eval)
+        out["refined_correct"] = sum(bool(r["correct"]) for r in refined)
+    return out
 
 
 def _measure_ves(judge: Judge, records, items: list[Item], cfg) -> dict:

@@ -34,6 +34,9 @@ class GenerationConfig:
 class Request:
     id: str
     messages: Messages
+    # constrained decoding: the llguidance (Lark) grammar the answer must follow
+    # (``sqlwright.infer.constrain.grammar_for``); None: unconstrained
+    grammar: str | None = None
 
 
 @dataclass
@@ -70,6 +73,7 @@ class BackendConfig:
     concurrency: int = opt(8, "openai: requests in flight.")
     max_retries: int = opt(6, "openai: retries of a failed request.")
     timeout: float = opt(120.0, "openai: seconds per request.")
+    constrained: bool = opt(False, "vllm: start the engine with llguidance structured outputs (predict --constrain sets it).", cli=False)
 
 
 # the help of a teacher's model and backend flags (data cot, data synth): the same BackendConfig

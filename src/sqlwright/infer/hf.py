@@ -200,7 +200,7 @@ class HFBackend:
     def _run_batch(self, batch: list[tuple[Request, list[int]]], config: GenerationConfig) -> Iterator[Completion]:
         torch = self.torch
         try:
-            results = self._generate_batch([ids for _, ids in batch], config)
+            results = self._generate_batch([ids for _, ids in batch], config, [req.grammar for req, _ in batch])
         except torch.cuda.OutOfMemoryError:
             gc.collect()
             torch.cuda.empty_cache()
@@ -212,12 +212,16 @@ class HFBackend:
             req, _ = batch[0]
             yield Completion(req.id, [], error="CUDA out of memory for a single prompt; lower max_new_tokens")
             return
-        for (req, ids), (texts, n_tokens, latency, shared) in zip(batch, results, strict=True):
-            yield Completion(req.id, texts, prompt_tokens=len(ids), completion_tokens=n_tokens,
-                             latency=latency, extra={"batch_size": len(batch), "shared_prefix_tokens": shared})
+        for (req, ids), (texts, n_tokens, latency, shared, accepted) in zip(batch, results, strict=True):
+            extra = {"batch_size": len(batch), "shared_prefix_tokens": shared}
+            if accepted is not None:  # constrained: did each sample end where its grammar accepts?
+                extra["constrained"] = accepted
+            yield Completion(req.id, texts, prompt_tokens=len(ids), completion_tokens=n_tokens, latency=latency, extra=extra)
 
-    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[tuple[list[str], int, float, int]]:
-        """``(texts, completion tokens, latency, shared prefix tokens)`` per prompt."""
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig,
+                        grammars: list[str | None] | None = None) -> list[tuple[list[str], int, float, int, list[bool] | None]]:
+        """``(texts, completion tokens, latency, shared prefix tokens, grammar accepted per sample)``
+        per prompt; ``grammars[i]`` constrains prompt ``i`` (all or none of a batch)."""
         torch = self.torch
         tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (self.eos_ids[0] if self.eos_ids else 0)
@@ -245,6 +249,11 @@ class HFBackend:
             gen_config = _generation_config(self.model, gen_kwargs)
             if sample:
                 torch.manual_seed(int(config.seed))
+            constraint = self._constraint(grammars)
+            if constraint is not None:
+                from transformers import LogitsProcessorList
+
+                cache_kw["logits_processor"] = LogitsProcessorList([constraint])
             out = self.model.generate(input_ids=input_ids.to(self.device),
                                       attention_mask=attention.to(self.device),
                                       generation_config=gen_config, **cache_kw)
@@ -254,6 +263,7 @@ class HFBackend:
 
         eos = set(self.eos_ids)
         per_prompt = n if sample else 1
+        accepted = constraint.texts_accepted() if constraint is not None else None
         results = []
         for i in range(len(prompts)):
             texts, n_tokens = [], 0
@@ -262,10 +272,21 @@ class HFBackend:
                 kept = seq if stop is None else seq[:stop]
                 n_tokens += len(seq) if stop is None else stop + 1
                 texts.append(tok.decode(kept, skip_special_tokens=True))
+            ok = accepted[i * per_prompt:(i + 1) * per_prompt] if accepted is not None else None
             if not sample and n > 1:  # greedy: every sample is the same text
-                texts, n_tokens = texts * n, n_tokens * n
-            results.append((texts, n_tokens, latency, prefix_lens[i]))
+                texts, n_tokens, ok = texts * n, n_tokens * n, ok * n if ok is not None else None
+            results.append((texts, n_tokens, latency, prefix_lens[i], ok))
         return results
+
+    def _constraint(self, grammars: list[str | None] | None):
+        """The grammar logits processor for one ``generate`` call, or None (unconstrained)."""
+        if not grammars or not any(grammars):
+            return None
+        if not all(grammars):
+            raise ValueError("a batch mixes constrained and unconstrained requests; constrain all or none")
+        from sqlwright.infer.constrain import logits_processor
+
+        return logits_processor(self.tokenizer, grammars, self.eos_ids)
 
     def _shared_prefix_inputs(self, prompts: list[list[int]], pad_id: int, repeat: int):
         """``(input_ids, attention_mask, [(keys, values) per layer], prefix lengths)`` for generating

@@ -30,13 +30,23 @@ class VLLMBackend:
             kwargs["enable_lora"] = True
         if resolved.gguf_file:
             model = f"{resolved.path_or_id}/{resolved.gguf_file}"
+        if cfg.constrained:  # structured outputs through llguidance, which reads our grammars' Lark
+            from sqlwright.infer.constrain import vllm_engine_kwargs
+
+            kwargs.update(vllm_engine_kwargs())
         self.llm = LLM(model=model, **kwargs)
 
     def generate(self, requests: list[Request], config: GenerationConfig) -> Iterator[Completion]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                                max_tokens=config.max_new_tokens, seed=config.seed)  # fmt: skip
+        common = dict(n=config.n, temperature=config.temperature, top_p=config.top_p,
+                      max_tokens=config.max_new_tokens, seed=config.seed)  # fmt: skip
+        if any(r.grammar for r in requests):  # one SamplingParams per request: each its database's grammar
+            from sqlwright.infer.constrain import vllm_sampling_kwargs
+
+            params = [SamplingParams(**common, **vllm_sampling_kwargs(r.grammar)) for r in requests]
+        else:
+            params = SamplingParams(**common)
         t0 = time.monotonic()
         outputs = self.llm.chat([r.messages for r in requests], params, lora_request=self.lora, use_tqdm=False)
         share = (time.monotonic() - t0) / max(1, len(requests))

@@ -6,11 +6,12 @@ from sqlwright.judge.service import (
            Item,
            Judge,
            Judgement,
+           Validity,
            Verdict,
            check_comparator,
            compare,
            verdict_of,
 )
 
-__all__ = ["COMPARATORS", "VERDICTS", "Comparator", "Item", "Judge", "Judgement", "NotComputed", "Verdict",
+__all__ = ["COMPARATORS", "VERDICTS", "Comparator", "Item", "Judge", "Judgement", "NotComputed", "Validity", "Verdict",
            "check_comparator", "compare", "get_comparator", "verdict_of"]

@@ -13,17 +13,26 @@ of reused workers started without forking the trainer; calls are serialised by a
 threads (an async reward function's ``await judge.ajudge_many(...)``) may share one judge.
 Gold results are cached across calls (``gold_cache``), so a training loop that sees the same
 question every epoch executes its gold once.
+
+The validity check, ``Judge.check_many(items)``: does each candidate compile against its
+database? It sends ``EXPLAIN <sql>`` (SQLite) through the same pool and read-only executor,
+so it is time-limited, writes are refused when the statement is prepared (``DROP TABLE`` is
+``forbidden``, the file untouched), and nothing is run; each candidate gets a ``Validity``
+(ok, the error text, the status). ``judge_many(items, validate=True)`` checks first and
+executes only the candidates that compile (the others keep their check's error as their
+result), and records which were valid (``Judgement.valid``); ``last_stats`` counts the
+checked and the invalid candidates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlwright.db.pool import ExecutionPool
+from sqlwright.db.registry import compile_only
 from sqlwright.db.sqltext import normalize_sql
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.judge.compare import COMPARATORS, NotComputed, explain_mismatch
@@ -66,12 +75,33 @@ class Verdict:
         return self.result is not None and self.result.ok
 
 
+@dataclass(frozen=True)
+class Validity:
+    """Whether one candidate compiles against its database (the validity check)."""
+
+    ok: bool
+    error: str = ""  # the database's error text ("" when ok)
+    status: Status | None = None  # Status.OK, SYNTAX_ERROR, FORBIDDEN, TIMEOUT, DB_MISSING ...; None: no SQL
+
+    def __iter__(self):  # ok, error = validity
+        return iter((self.ok, self.error))
+
+
+NO_SQL = Validity(False, "no SQL in the answer", None)
+
+
 @dataclass
 class Judgement:
     gold: ExecResult | None  # None when the item has no gold
     candidates: list[Verdict]
     groups: list[list[int]]  # candidate indices per equal-result group, largest first, ties by first index
     failed: list[int]  # candidates that did not execute (or had no SQL)
+    valid: list[Validity] | None = None  # per candidate, when judged with validate=True
+
+    @property
+    def invalid(self) -> list[int]:
+        """Candidates that did not compile (empty when not validated)."""
+        return [i for i, v in enumerate(self.valid or ()) if not v.ok]
 
     @property
     def chosen(self) -> int:
@@ -163,14 +193,45 @@ class Judge:
             keys.update((it.target, normalize_sql(c)) for c in it.candidates if c and c.strip())
         return len(keys)
 
+    # -- the validity check --------------------------------------------------------------
+    def check(self, target: str, candidates: Sequence[str | None]) -> list[Validity]:
+        return self.check_many([Item(target, None, candidates)])[0]
+
+    def check_many(self, items: Sequence[Item], progress: Callable[[int], None] | None = None) -> list[list[Validity]]:
+        """Per item, per candidate: does it compile against the item's database? One pool call
+        of ``EXPLAIN <sql>`` for the whole batch (each distinct pair once); gold is ignored.
+        ``last_stats`` gains ``checked`` and ``invalid``."""
+        tasks: list[tuple[str, str]] = []
+        slots: list[list[int | None]] = []
+        for it in items:
+            row = []
+            for c in it.candidates:
+                if c is None or not c.strip():
+                    row.append(None)
+                else:
+                    row.append(len(tasks))
+                    tasks.append((it.target, compile_only(it.target, c)))
+            slots.append(row)
+        with self._lock:
+            results = self.pool.run(tasks, progress=progress) if tasks else []
+            stats = dict(self.pool.last_stats) if tasks else {"tasks": 0, "executed": 0, "execute_seconds": 0.0}
+        out = [[NO_SQL if s is None else _validity(results[s]) for s in row] for row in slots]
+        stats.update(checked=sum(len(row) for row in out), invalid=sum(not v.ok for row in out for v in row))
+        self.last_stats = stats
+        return out
+
     # -- judging -------------------------------------------------------------------------
     def judge(self, target: str, gold: str | None, candidates: Sequence[str | None], **kw) -> Judgement:
         return self.judge_many([Item(target, gold, candidates)], **kw)[0]
 
     def judge_many(self, items: Sequence[Item], all_comparators: bool = False,
-                   progress: Callable[[int], None] | None = None) -> list[Judgement]:
+                   progress: Callable[[int], None] | None = None, validate: bool = False) -> list[Judgement]:
         """Judge every item; one pool call for the whole batch. With ``all_comparators`` each
-        executed candidate also records every comparator's answer (``Verdict.equal``)."""
+        executed candidate also records every comparator's answer (``Verdict.equal``). With
+        ``validate`` the candidates are checked first (``check_many``, one more pool call) and
+        only those that compile are executed; the others fail with their check's error."""
+        checks = self.check_many(items) if validate else None
+        check_stats = {k: self.last_stats[k] for k in ("checked", "invalid")} if validate else {}
         tasks: list[tuple[str, str]] = []
         gold_slot: list[int | tuple[str, str] | None] = []
         cand_slots: list[list[int | None]] = []
@@ -184,10 +245,13 @@ class Judge:
                 else:
                     gold_slot.append(len(tasks))
                     tasks.append((it.target, it.gold))
-            slots = []
-            for c in it.candidates:
+            slots: list[int | ExecResult | None] = []
+            for k, c in enumerate(it.candidates):
                 if c is None or not c.strip():
                     slots.append(None)
+                elif checks is not None and not checks[len(cand_slots)][k].ok:
+                    v = checks[len(cand_slots)][k]
+                    slots.append(ExecResult(v.status or Status.SYNTAX_ERROR, error=v.error))  # not executed
                 else:
                     slots.append(len(tasks))
                     tasks.append((it.target, c))
@@ -195,8 +259,9 @@ class Judge:
         with self._lock:
             results = self.pool.run(tasks, progress=progress) if tasks else []
             self.last_stats = dict(self.pool.last_stats) if tasks else {"tasks": 0, "executed": 0, "execute_seconds": 0.0}
+            self.last_stats.update(check_stats)
             out = []
-            for it, gs, slots in zip(items, gold_slot, cand_slots, strict=True):
+            for n, (it, gs, slots) in enumerate(zip(items, gold_slot, cand_slots, strict=True)):
                 if isinstance(gs, tuple):
                     self._gold.move_to_end(gs)
                     gold = self._gold[gs]
@@ -205,12 +270,16 @@ class Judge:
                 else:
                     gold = results[gs]
                     self._remember(it, gold)
-                cands = [results[s] if s is not None else None for s in slots]
-                out.append(self._judge_one(it, gold, cands, all_comparators))
+                cands = [s if isinstance(s, ExecResult) else results[s] if s is not None else None for s in slots]
+                j = self._judge_one(it, gold, cands, all_comparators)
+                j.valid = checks[n] if checks is not None else None
+                out.append(j)
             return out
 
     async def ajudge_many(self, items: Sequence[Item], **kw) -> list[Judgement]:
         """``judge_many`` from async code (an async reward function): runs in a thread."""
+        import asyncio  # here, not at import: the judge is on every command's path
+
         return await asyncio.to_thread(self.judge_many, items, **kw)
 
     def _remember(self, it: Item, gold: ExecResult) -> None:
@@ -261,3 +330,7 @@ class Judge:
             verdicts.append(Verdict(*v, result=res, group=rank.get(group_of.get(i)) if i in group_of else None, equal=equal))
         failed = [i for i, res in enumerate(cands) if res is None or not res.ok]
         return Judgement(gold, verdicts, [groups[g] for g in order], failed)
+
+
+def _validity(res: ExecResult) -> Validity:
+    return Validity(True, "", Status.OK) if res.ok else Validity(False, res.error, res.status)

@@ -3,7 +3,9 @@
 ``write_report(ReportConfig) -> ReportResult`` reads the run folder ``sqlwright eval``
 wrote (``summary.json``, ``examples.jsonl``, ``config.json``) and writes a page with the
 headline execution accuracy, accuracy by difficulty and database, error categories, a
-latency chart, every question with both SQL strings and result previews, and optionally:
+latency chart, every question with both SQL strings and result previews (and, for
+predictions made with ``predict --select / --refine``, how each was selected and revised,
+with a section counting them), and optionally:
 
 * ``compare``: a second run on the same questions: both accuracies and the questions that
   flipped (matched by id);

@@ -163,6 +163,77 @@ def _errors(run: RunData, cmp: Comparison | None, names: tuple[str, str | None])
             f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>')  # fmt: skip
 
 
+GUIDED_ROWS = (  # (summary["guided"] key, label, whether more is better)
+    ("questions", "predictions made with guidance", None),
+    ("constrained", "generated under a grammar (--constrain)", None),
+    ("grammar_ok", "answers that follow their grammar", True),
+    ("selected", "chosen among samples (--select)", None),
+    ("refined", "revised after seeing their execution (--refine)", None),
+    ("rounds", "revision rounds, in all", None),
+    ("refined_correct", "revised and correct", True),
+    ("valid", "final SQL compiles", True),
+    ("failed_to_run_before", "failed to run: first answer", False),
+    ("failed_to_run_after", "failed to run: final answer", False),
+    ("empty_before", "0 rows: first answer", False),
+    ("empty_after", "0 rows: final answer", False),
+)
+
+
+def _guided(run: RunData, cmp: Comparison | None, names: tuple[str, str | None]) -> str:
+    """Execution-guided inference: how the predictions were produced (predict --select / --refine)."""
+    g = run.summary.get("guided")
+    o = cmp.other.summary.get("guided") if cmp is not None else None
+    if not g and not o:
+        return ""
+    g, o = g or {}, (o or {}) if cmp is not None else None
+    head = f"<th></th><th>{e(names[0])}</th>" + (f"<th>{e(names[1])}</th><th>Δ</th>" if o is not None else "")
+    body = []
+    for key, label, better in GUIDED_ROWS:
+        a = g.get(key, 0 if g else None)
+        cells = f'<td>{e(label)}</td><td class="n">{"–" if a is None else a}</td>'
+        if o is not None:
+            b = o.get(key, 0 if o else None)
+            d = None if a is None or b is None else a - b
+            cls = "" if not d or better is None else ("up" if (d > 0) == better else "down")
+            cells += f'<td class="n">{"–" if b is None else b}</td><td class="n {cls}">{"–" if d is None else f"{d:+d}"}</td>'
+        body.append(f"<tr>{cells}</tr>")
+    by = ", ".join(f"{e(k)} {v}" for k, v in g.get("selected_by", {}).items())
+    notes = [f"selected by {by}"] if by else []
+    if cmp is not None:
+        mine = {r["id"]: r for r in run.records}
+        fixed_refined = sum(bool(mine[q].get("refined_rounds")) for q in cmp.fixed)
+        notes.append(f"{fixed_refined} of the {len(cmp.fixed)} questions wrong → right were revised in {e(names[0])}")
+    note = f'<p class="muted">{" · ".join(notes)}. Execution statuses as predict saw them (its --vote-timeout).</p>'
+    return (f'<section id="guided"><h2>Execution-guided inference</h2>{note}'
+            f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>')  # fmt: skip
+
+
+def _guided_cell(r: dict) -> str:
+    """A question's selection and revisions, for its verdict cell."""
+    parts = []
+    if r.get("selected_by"):
+        parts.append(f"selected by {e(r['selected_by'])}")
+    if r.get("refined_rounds"):
+        path = " → ".join(e(x.get("status")) for x in r.get("rounds") or [] if isinstance(x, dict))
+        parts.append(f"revised {r['refined_rounds']}×" + (f" ({path})" if path else ""))
+    if not parts:
+        return ""
+    return f'<div class="guided">{" · ".join(parts)}</div>'
+
+
+def _rounds_html(r: dict) -> str:
+    rounds = [x for x in r.get("rounds") or [] if isinstance(x, dict)]
+    if len(rounds) < 2:
+        return ""
+    items = "".join(
+        f'<li><span class="muted">round {i}: {e(x.get("status"))}'
+        f'{" · " + e(x.get("rows")) + " rows" if x.get("rows") is not None else ""}'
+        f'{" · " + e(_short(x.get("error"), 120)) if x.get("error") else ""}</span><pre>{e(x.get("sql"))}</pre></li>'
+        for i, x in enumerate(rounds)
+    )
+    return f'<details class="rounds"><summary>{len(rounds)} rounds</summary><ol start="0">{items}</ol></details>'
+
+
 def _latency(run: RunData, latencies: dict[str, float]) -> str:
     if latencies:
         values = latencies
@@ -292,7 +363,8 @@ def _questions(run: RunData, cmp: Comparison | None, names: tuple[str, str | Non
         evidence = f'<div class="evidence">{e(r["evidence"])}</div>' if r.get("evidence") else ""
         pred = r.get("predicted")
         pred_html = f"<pre>{e(pred)}</pre>" if pred is not None else '<span class="muted">no prediction</span>'
-        verdict = _badge(cat)
+        pred_html += _rounds_html(r)
+        verdict = _badge(cat) + _guided_cell(r)
         if r.get("reason"):
             verdict += f'<div class="reason">{e(r["reason"])}</div>'
         if r.get("embedding_distance") is not None:
@@ -367,6 +439,8 @@ details summary{cursor:pointer;color:var(--run);margin:6px 0 0 18px}
 .badge.light{color:var(--ink)}
 .reason{font-size:12px;color:var(--muted);margin-top:4px;word-break:break-word}
 .was{font-size:12px;color:var(--muted);margin-top:4px}
+.guided{font-size:12px;color:#8250df;margin-top:4px}
+.rounds ol{padding-left:18px;margin:4px 0}.rounds li{margin:4px 0}
 .flip{display:inline-block;font-size:12px;font-weight:700;margin-top:4px}
 .filters{display:flex;gap:10px;align-items:center;margin:0 0 10px}
 .filters input{flex:0 1 420px;padding:6px 10px;border:1px solid var(--line);border-radius:6px;font:inherit}
@@ -408,6 +482,7 @@ def render(run: RunData, cmp: Comparison | None = None, training: TrainingLog | 
     parts = [_headline(run, cmp, names), _accuracy(run, cmp, names), _errors(run, cmp, names)]
     if cmp is not None:
         parts.append(_comparison(run, cmp, names))
+    parts.append(_guided(run, cmp, names))
     parts.append(_latency(run, latencies or {}))
     if training is not None:
         parts.append(_training(run, training))
