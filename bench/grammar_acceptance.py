@@ -20,28 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from sqlwright.db.introspect import introspect_sqlite, schema_from_spider_entry
 from sqlwright.infer.constrain import check_sql
 from sqlwright.prompts.grammar import sql_grammar
 
 
 def load(data: Path):
-    spider, bird = data / "spider", data / "bird-minidev"
-    spider_tables = {e["db_id"]: e for e in json.loads((spider / "tables.json").read_text())}
-    bird_tables = {e["db_id"]: e for e in json.loads((bird / "dev_tables.json").read_text())}
+    """The gold sets and schema loader the acceptance test uses (tests/test_grammar.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_grammar import gold_sets
 
-    def schema(which: str, db: str):
-        if which == "bird":
-            return schema_from_spider_entry(bird_tables[db])
-        path = spider / "database" / db / f"{db}.sqlite"
-        return introspect_sqlite(path, db) if path.is_file() else schema_from_spider_entry(spider_tables[db])
-
-    sets = {
-        "spider-train": [(x["db_id"], x["query"]) for x in json.loads((spider / "train_spider.json").read_text())],
-        "spider-dev": [(x["db_id"], x["query"]) for x in json.loads((spider / "dev.json").read_text())],
-        "bird-minidev": [(x["db_id"], x["SQL"]) for x in json.loads((bird / "mini_dev_sqlite.json").read_text())],
-    }
-    return sets, schema
+    return gold_sets(data / "spider", data / "bird-minidev")
 
 
 def main(argv=None) -> int:

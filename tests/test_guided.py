@@ -18,11 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from conftest import BIRD_QUESTIONS, make_db
+from helpers_teacher import TeacherServer, teacher_server
 from sqlwright.cli import main
 from sqlwright.data.build import BuildConfig, build_dataset
 from sqlwright.data.sources import SourceConfig
@@ -66,58 +66,16 @@ def scripted_answer(messages: list[dict]) -> str:
     return bad_sql(q)
 
 
-class Script(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Chat)
-        self.delay = delay
-        self.lock = threading.Lock()
-        self.bodies: list[dict] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Chat(BaseHTTPRequestHandler):
-    server: Script
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.bodies.append(body)
-        time.sleep(self.server.delay)
-        text = f"Here it is:\n```sql\n{scripted_answer(body['messages'])};\n```"
-        content = json.dumps({
-            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                        for i in range(int(body.get("n") or 1))],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-        }).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
-
-    def log_message(self, *args):
-        pass
+def scripted(prompt: str, body: dict, attempt: int) -> str:
+    """The fake server's answer (helpers_teacher): the script above, in a ```sql block."""
+    return f"Here it is:\n```sql\n{scripted_answer(body['messages'])};\n```"
 
 
 @pytest.fixture
 def server():
     pytest.importorskip("openai")
-    srv = Script()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with teacher_server(scripted) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -127,7 +85,7 @@ def dataset(bird_dir, tmp_path):
     return out
 
 
-def api(server: Script, **kw) -> BackendConfig:
+def api(server: TeacherServer, **kw) -> BackendConfig:
     return BackendConfig(model="stub", backend="openai", base_url=server.url, api_key_env="SQLWRIGHT_TEST_NO_KEY",
                          concurrency=4, max_retries=0, timeout=10, **kw)  # fmt: skip
 
@@ -378,7 +336,8 @@ def test_refine_revises_after_an_error_and_stops_on_success(server, dataset, bir
 
 def test_killed_refining_run_loses_nothing_finished(dataset, tmp_path):
     pytest.importorskip("openai")
-    srv = Script(delay=0.1)
+    srv = TeacherServer(scripted)
+    srv.delay = 0.1
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     out = tmp_path / "p.jsonl"
     cmd = [sys.executable, "-m", "sqlwright", "predict", "-m", "stub", "-b", "openai", "--base-url", srv.url,
