@@ -2,16 +2,19 @@
 # Execution-guided inference on the quickstart's 100 embedded Spider dev questions (issue 14):
 # EX and failed-to-run for greedy, --constrain schema, --n 8 --select vote-valid, --refine 2 and
 # a combination, for one model (default: zero-shot SmolLM2-135M; pass a fine-tuned folder).
-#   bash bench/guided_table.sh [MODEL] [OUT] [QUESTIONS]
+#   bash bench/guided_table.sh [MODEL] [OUT] [QUESTIONS] [RUNS]
+# RUNS: a space-separated subset of: greedy constrain-schema refine-2 vote-valid-8 constrain+refine-2
 set -euo pipefail
 MODEL=${1:-smollm2-135m}
 OUT=${2:-bench/out/guided}
 Q=${3:-100}
+RUNS=${4:-greedy constrain-schema refine-2 vote-valid-8 constrain+refine-2}
 MINI=src/sqlwright/quickstart/spider_mini
 mkdir -p "$OUT"
 [ -f "$OUT/data/prompt.json" ] || sqlwright data build spider "$MINI" --split dev --serializer compact -o "$OUT/data" --overwrite --no-progress
 run() {  # name, predict flags...
   local name=$1; shift
+  case " $RUNS " in *" $name "*) ;; *) return 0 ;; esac
   local t0=$(date +%s.%N)
   sqlwright predict -m "$MODEL" --data "$OUT/data" --limit "$Q" --max-new-tokens 128 --batch-size 16 -o "$OUT/$name.jsonl" --no-progress "$@" > "$OUT/$name.predict.txt"
   local t1=$(date +%s.%N)
