@@ -115,3 +115,15 @@ def spider_data() -> Path:
     if not (SPIDER / "dev.json").is_file():
         pytest.skip("real Spider data (../shared/data/spider) is not present")
     return SPIDER
+
+
+@pytest.fixture
+def dataset(bird_dir, tmp_path):
+    """A dataset built by `data build` from the tiny BIRD benchmark's dev split (the cookbook prompt)."""
+    from sqlwright.data.build import BuildConfig, build_dataset
+    from sqlwright.data.sources import SourceConfig
+    from sqlwright.prompts.spec import PromptSpec
+
+    out = tmp_path / "ds"
+    build_dataset(BuildConfig("bird", str(out), SourceConfig(path=str(bird_dir), splits=["dev"]), PromptSpec(), progress=False))
+    return out

@@ -24,8 +24,6 @@ import pytest
 from conftest import BIRD_QUESTIONS, make_db
 from helpers_teacher import TeacherServer, teacher_server
 from sqlwright.cli import main
-from sqlwright.data.build import BuildConfig, build_dataset
-from sqlwright.data.sources import SourceConfig
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 from sqlwright.infer import backend as backend_mod
 from sqlwright.infer.backend import BackendConfig, Completion, GenerationConfig
@@ -33,7 +31,6 @@ from sqlwright.judge import Judge
 from sqlwright.predict import PredictConfig, predict
 from sqlwright.predict.guided import choose
 from sqlwright.prompts.refine import observation
-from sqlwright.prompts.spec import PromptSpec
 from sqlwright.report import ReportConfig, write_report
 from sqlwright.types import Limits, Status
 
@@ -76,13 +73,6 @@ def server():
     pytest.importorskip("openai")
     with teacher_server(scripted) as srv:
         yield srv
-
-
-@pytest.fixture
-def dataset(bird_dir, tmp_path):
-    out = tmp_path / "ds"
-    build_dataset(BuildConfig("bird", str(out), SourceConfig(path=str(bird_dir), splits=["dev"]), PromptSpec(), progress=False))
-    return out
 
 
 def api(server: TeacherServer, **kw) -> BackendConfig:

@@ -16,14 +16,11 @@ import pytest
 
 from conftest import BIRD_QUESTIONS, SHOP_DDL, make_db
 from sqlwright.cli import main
-from sqlwright.data.build import BuildConfig, build_dataset
-from sqlwright.data.sources import SourceConfig
 from sqlwright.eval.evaluate import EvalConfig, evaluate
 from sqlwright.infer import backend as backend_mod
 from sqlwright.infer.backend import BackendConfig, Completion, GenerationConfig
 from sqlwright.judge import Judge
 from sqlwright.predict import PredictConfig, predict
-from sqlwright.prompts.spec import PromptSpec
 from sqlwright.types import Limits
 
 GOLD = {q[2]: q[4] for q in BIRD_QUESTIONS}  # question text -> gold SQL
@@ -66,13 +63,6 @@ def echo(monkeypatch):
     monkeypatch.setitem(backend_mod.BACKENDS, "echo", f"{__name__}:EchoBackend")
     EchoBackend.seen, EchoBackend.configs, EchoBackend.fail_after, EchoBackend.fail_ids = [], [], None, set()
     return EchoBackend
-
-
-@pytest.fixture
-def dataset(bird_dir, tmp_path):
-    out = tmp_path / "ds"
-    build_dataset(BuildConfig("bird", str(out), SourceConfig(path=str(bird_dir), splits=["dev"]), PromptSpec(), progress=False))
-    return out
 
 
 def cfg(dataset, out, **kw):
