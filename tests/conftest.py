@@ -127,3 +127,30 @@ def dataset(bird_dir, tmp_path):
     out = tmp_path / "ds"
     build_dataset(BuildConfig("bird", str(out), SourceConfig(path=str(bird_dir), splits=["dev"]), PromptSpec(), progress=False))
     return out
+
+
+# -- real database servers (tests/servers.py): one of each per test session --------------------
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server on 127.0.0.1 (skips when its binaries are absent)."""
+    from servers import Unavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def maria_server():
+    """A MariaDB server on 127.0.0.1 (skips when its binaries are absent)."""
+    from servers import Unavailable, start_mariadb
+
+    try:
+        server = start_mariadb()
+    except Unavailable as e:
+        pytest.skip(str(e))
+    yield server
+    server.stop()

@@ -75,6 +75,16 @@ def cases(tmp: Path, train_data: Path) -> dict[str, tuple[list[str], dict]]:
                        "lora": {"r": 8}, "dev_eval": {"questions": 10}, "packing": False, "report_to": ["tensorboard"]}),
         "merge": (["-a", "adapter", "-o", "merged", "--dtype", "bf16", "--force"],
                   {"adapter": "adapter", "out": "merged", "dtype": "bf16", "force": True}),
+        "train grpo": (["--data", str(train_data), "--output-dir", str(tmp / "grpo"), "--rewards", "execution", "--rewards", "syntax",
+                        "--num-generations", "4", "--batch-size", "8", "--execution-comparator", "multiset", "--beta", "0.0",
+                        "--no-drop-empty-gold", "--report-to", "tensorboard"],
+                       {"data": str(train_data), "output_dir": str(tmp / "grpo"), "rewards": ["execution", "syntax"],
+                        "num_generations": 4, "batch_size": 8, "execution": {"comparator": "multiset"}, "beta": 0.0,
+                        "drop_empty_gold": False, "report_to": ["tensorboard"]}),
+        "db load": (["spider", "--url", "postgresql://u@h/{db_id}", "--transpile-gold", "postgres", "--databases", "a",
+                     "--databases", "b", "--replace", "-o", "l"],
+                    {"source": "spider", "url": "postgresql://u@h/{db_id}", "transpile_gold": "postgres",
+                     "databases": ["a", "b"], "replace": True, "out": "l"}),
         "quickstart": (["-o", "qs", "--minutes", "5", "--questions", "10", "--no-progress"],
                        {"out": "qs", "minutes": 5, "questions": 10, "progress": False}),
     }  # fmt: skip
@@ -93,7 +103,7 @@ def test_help_lists_config_and_set(name, capsys):
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_yaml_gives_the_same_config_as_the_flags(name, tmp_path, train_data, monkeypatch):
-    if name == "train sft":
+    if name in ("train sft", "train grpo"):
         pytest.importorskip("tensorboard")  # report_to is checked: the tracker must be installed
     monkeypatch.chdir(tmp_path)
     argv, mapping = cases(tmp_path, train_data)[name]
@@ -162,8 +172,8 @@ def test_every_problem_at_once(tmp_path, capsys):
 
 
 def test_usage_errors_are_one_line_and_exit_2(capsys):
-    code, _, err = run(capsys, "db", "--help")
-    one_line_error(code, err, "No such command 'db'")
+    code, _, err = run(capsys, "dbs", "--help")
+    one_line_error(code, err, "No such command 'dbs'")
     code, _, err = run(capsys, "data", "buidl")
     one_line_error(code, err, "No such command 'buidl'", "Did you mean 'build'")
     code, _, err = run(capsys, "eval", "p.jsonl", "--bogus")
@@ -177,10 +187,10 @@ def test_usage_errors_are_one_line_and_exit_2(capsys):
 
 
 def test_unknown_command_in_a_subprocess():
-    proc = subprocess.run([sys.executable, "-m", "sqlwright", "db", "--help"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "sqlwright", "dbs", "--help"], capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "No such command 'db'" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "No such command 'dbs'" in lines[0]
 
 
 def test_root_help_imports_no_command_module():

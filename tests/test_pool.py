@@ -77,8 +77,11 @@ def test_url_targets_are_refused_in_one_line_without_the_password(db, workers):
             with pytest.raises(UserError) as e:
                 pool.run([(db, "SELECT 1"), (url, "SELECT 1")])
             msg = str(e.value)
-            assert msg.startswith(f"{url.split('://')[0]}://h") and "postgresql databases are not supported yet" in msg
-            assert "pw" not in msg and "u:" not in msg and "\n" not in msg
+            assert msg.startswith(f"{url.split('://')[0]}://u:***@h") and ": cannot connect: " in msg  # no server named h
+            assert "pw" not in msg and "\n" not in msg
+        with pytest.raises(UserError) as e:
+            pool.run([(db, "SELECT 1"), ("oracle://u:pw@h/db", "SELECT 1")])
+        assert str(e.value).startswith("oracle://h/db: no executor for oracle databases") and "pw" not in str(e.value)
         assert not pool._workers  # refused before anything ran: no worker started, none crashed
         assert pool.run([(db, "SELECT 1")])[0].rows == ((1,),)  # and the pool still works
 
@@ -92,6 +95,6 @@ def test_eval_with_a_database_url_exits_2_in_one_line(bird_dir, tmp_path):
         dialect = root.split(":")[0]
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().splitlines() == [
-            f"error: {dialect}://h/db: {dialect} databases are not supported yet; sqlwright executes SQLite files "
-            "(give a folder of .sqlite files with --db-root)"]
+            f"error: --db-root {dialect}://u:***@h/db is a database URL; --db-root names a folder of SQLite files, "
+            f"--db-url a server's databases (e.g. '{dialect}://user@host/{{db_id}}')"]
         assert "worker crashed" not in proc.stderr and "pw" not in proc.stderr

@@ -107,10 +107,30 @@ def _show_predict(cfg: Any, s: dict) -> None:
                    f"0 rows: {g['empty_before']} before, {g['empty_after']} after")  # fmt: skip
 
 
+def _show_load(cfg: Any, r: Any) -> None:
+    rows = sum(d["rows"] for d in r.loaded)
+    skipped = sum(d["skipped"] for d in r.loaded)
+    typer.echo(f"copied {len(r.loaded) - skipped} databases ({rows} rows; {skipped} already there) into {r.loaded[0]['target'] if r.loaded else cfg.url}; "
+               f"report in {r.out}")  # fmt: skip
+    if r.parity is not None:
+        p = r.parity
+        typer.echo(f"gold parity on {p['dialect']}: {p['same']} of {p['questions']} ({p['parity']}%) give the same result; "
+                   f"the rest: {p['not_same'] or 'none'} (parity.jsonl). Score: sqlwright eval PREDICTIONS --questions "
+                   f"{r.questions_file} --db-url '{p['url']}'")  # fmt: skip
+
+
 def _show_sft(cfg: Any, r: Any) -> None:
     acc = f"; dev execution accuracy {r.dev_accuracy[-1][1]:.3f}" if r.dev_accuracy else ""
     tps = f", {r.tokens_per_second} tokens/s" if r.tokens_per_second else ""
     typer.echo(f"trained {r.global_step} steps (loss {r.train_loss:.4f}{tps}){acc}; model in {r.output_dir}. "
+               f"Predict: sqlwright predict --model {r.output_dir} --data {cfg.data} --out preds.jsonl")
+
+
+def _show_grpo(cfg: Any, r: Any) -> None:
+    reward = f"; mean reward {r.reward[0][1]:.3f} at step {r.reward[0][0]} -> {r.reward[-1][1]:.3f} at step {r.reward[-1][0]}" if r.reward else ""
+    acc = f"; dev execution accuracy {r.dev_accuracy[-1][1]:.3f}" if r.dev_accuracy else ""
+    share = f" ({r.reward_seconds / r.train_seconds:.0%} of it in rewards)" if r.train_seconds else ""
+    typer.echo(f"trained {r.global_step} GRPO steps in {r.train_seconds:.0f} s{share}{reward}{acc}; model in {r.output_dir}. "
                f"Predict: sqlwright predict --model {r.output_dir} --data {cfg.data} --out preds.jsonl")
 
 
@@ -141,12 +161,18 @@ COMMANDS: dict[str, Command] = {
     "train sft": Command("sqlwright.train.config:TrainConfig", "sqlwright.train.sft:sft",
                          "Supervised fine-tuning (full, LoRA, QLoRA) on a dataset from `sqlwright data build`.", _show_sft,
                          config_short="-c"),
+    "train grpo": Command("sqlwright.train.grpo_config:GRPOTrainConfig", "sqlwright.train.grpo:grpo",
+                          "Reinforcement learning (GRPO) with an execution reward, from a base model, an SFT run or an adapter.",
+                          _show_grpo, config_short="-c"),
     "merge": Command("sqlwright.train.merge:MergeConfig", "sqlwright.train.merge:merge",
                      "Merge a LoRA adapter into its base model: a plain model folder for vllm serve or predict.", _show_merge),
+    "db load": Command("sqlwright.data.move:LoadConfig", "sqlwright.data.move:run_load",
+                       "Copy SQLite benchmark databases into PostgreSQL, MySQL/MariaDB or DuckDB; --transpile-gold checks the golds there.",
+                       _show_load),
     "quickstart": Command("sqlwright.quickstart.run:QuickstartConfig", "sqlwright.quickstart.run:quickstart",
                           "Fine-tune a small model on a slice of Spider shipped with sqlwright and see the before/after, in minutes."),
 }  # fmt: skip
-GROUPS = {"data": "Build fine-tuning datasets and fetch benchmarks.", "train": "Fine-tune models (supervised: sft)."}
+GROUPS = {"data": "Build fine-tuning datasets and fetch benchmarks.", "db": "Move benchmark databases to other engines.", "train": "Fine-tune models: supervised (sft) or reinforcement learning with an execution reward (grpo)."}
 CONFIG_HELP = "YAML file of options, in the config's nested shape (e.g. a config.yaml a run wrote); flags given here win over it."
 SET_HELP = "Override a key, after the file and the flags (repeat): --set key=value, --set backend.model=x, --set splits=[train,dev]."
 

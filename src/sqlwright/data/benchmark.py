@@ -91,9 +91,11 @@ def load_benchmark(
     if db_root is not None:
         url = _URL.match(str(db_root))  # a database URL, not a folder (a Path has made :// into :/)
         if url:
-            from sqlwright.db.registry import check_targets
+            from sqlwright.db.urls import mask_url
 
-            check_targets({f"{url.group(1)}://{str(db_root)[url.end():]}"})  # one line, no password
+            shown = mask_url(f"{url.group(1)}://{str(db_root)[url.end():]}")
+            raise UserError(f"--db-root {shown} is a database URL; --db-root names a folder of SQLite files, "
+                            f"--db-url a server's databases (e.g. '{url.group(1)}://user@host/{{db_id}}')")
         droot = Path(db_root)
     elif layout == "spider":
         droot = root / "database"

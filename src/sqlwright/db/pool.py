@@ -92,6 +92,7 @@ class ExecutionPool:
         self.grace = grace
         self._workers: list[_Worker] = []
         self._local: dict[str, object] = {}
+        self._checked: set[str] = set()  # targets check_targets passed (URLs: reached once)
         # fork (default on Linux): instant start, and no re-import of the caller's __main__
         # (which spawn does: a script without a __main__ guard would run again in every
         # worker). From a process with threads (a trainer), ask for "forkserver".
@@ -149,7 +150,10 @@ class ExecutionPool:
         ``self.last_times[i]`` holds the list of elapsed seconds for task ``i``.
         """
         unique, index = dedupe(tasks)
-        check_targets({t for t, _ in unique})
+        new = {t for t, _ in unique} - self._checked
+        if new:
+            check_targets(new)
+            self._checked |= new
         # Same database together: connections are reused; order is otherwise stable.
         order = sorted(range(len(unique)), key=lambda i: unique[i][0])
         results: list[tuple | None] = [None] * len(unique)

@@ -1,27 +1,38 @@
 """Which executor runs a database target. One line per dialect.
 
-A target is a SQLite file path today; URLs (``postgresql://…``, ``mysql://…``,
-``duckdb:///…``) will map to their executors here. Every executor has
-``execute(target, sql) -> ExecResult`` and ``close()``.
+A target is a SQLite file path, or a URL whose scheme names the engine
+(``postgresql://…``, ``mysql://…`` / ``mariadb://…``, ``duckdb:///…``; see
+``sqlwright.db.urls``). Every executor has ``execute(target, sql) -> ExecResult``,
+``close()``, and for URL targets ``probe(target)`` (open, or raise ``ConnectFailed``).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
+from sqlwright.db.urls import mask_in, mask_url
 from sqlwright.errors import UserError
-from sqlwright.types import Limits
+from sqlwright.types import DEFAULT_LIMITS, Limits
 
 EXECUTORS: dict[str, str] = {
     "sqlite": "sqlwright.db.sqlite:SQLiteExecutor",
+    "postgresql": "sqlwright.db.postgres:PostgresExecutor",
+    "mysql": "sqlwright.db.mysql:MySQLExecutor",
+    "duckdb": "sqlwright.db.duckdb:DuckDBExecutor",
 }
 # The statement that compiles a query without running it, per dialect: the validity check
 # (``Judge.check_many``) sends it through the same read-only executor, so it is time-limited
 # and a write is refused when it is prepared.
 COMPILE_ONLY: dict[str, str] = {
     "sqlite": "EXPLAIN {sql}",
+    "postgresql": "EXPLAIN {sql}",  # plans, does not run
+    "mysql": "EXPLAIN {sql}",
+    "duckdb": "EXPLAIN {sql}",
 }
-_URL_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql", "duckdb": "duckdb"}
+# sqlglot's name for each dialect (for transpiling gold SQL and parsing predictions)
+SQLGLOT_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql", "duckdb": "duckdb"}
+_URL_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "pg": "postgresql", "mysql": "mysql",
+                "mariadb": "mysql", "duckdb": "duckdb"}
 
 
 def dialect_of(target: str) -> str:
@@ -37,14 +48,38 @@ def compile_only(target: str, sql: str) -> str:
     return COMPILE_ONLY.get(dialect_of(target), COMPILE_ONLY["sqlite"]).format(sql=sql)
 
 
-def check_targets(targets: set[str]) -> None:
-    """Refuse, before anything runs, targets no executor can open (one line, exit code 2)."""
-    for target in targets:
+def check_targets(targets: set[str], probe: bool = True) -> None:
+    """Refuse, before anything runs, targets no executor can open (one line, exit code 2):
+    a URL scheme without an executor, a driver that is not installed, and (``probe``) a server
+    that cannot be reached or refuses the login. A database missing on a reachable server is
+    not refused here: its questions score ``db_missing``, as a missing SQLite file does."""
+    urls = sorted(t for t in targets if "://" in t)
+    for target in urls:
         dialect = dialect_of(target)
         if dialect not in EXECUTORS:
             shown = target.split("://", 1)[0] + "://" + target.rsplit("@", 1)[-1] if "@" in target else target  # no password
-            raise UserError(f"{shown}: {dialect} databases are not supported yet; sqlwright executes SQLite files "
-                            f"(give a folder of .sqlite files with --db-root)")
+            known = ", ".join(sorted(s for s in _URL_SCHEMES if _URL_SCHEMES[s] in EXECUTORS))
+            raise UserError(f"{shown}: no executor for {dialect} databases; sqlwright executes SQLite files "
+                            f"(a folder of .sqlite files with --db-root) and URLs of {known}")
+    if not probe or not urls:
+        return
+    from sqlwright.db.server import ConnectFailed
+
+    cache: dict = {}
+    try:
+        for target in urls:
+            try:
+                probe_one = getattr(executor_for(target, DEFAULT_LIMITS, cache), "probe", None)
+                if probe_one is not None:  # an executor without probe (a test's) opens on first use
+                    probe_one(target)
+            except ImportError as e:
+                raise UserError(f"{mask_url(target)}: {e}") from None
+            except ConnectFailed as e:
+                if e.unreachable:
+                    raise UserError(mask_in(str(e), target)) from None
+    finally:
+        for ex in cache.values():
+            ex.close()
 
 
 def executor_for(target: str, limits: Limits, cache: dict) -> object:

@@ -58,6 +58,8 @@ class EvalConfig:
     split: str = opt("dev", "Split to score: dev or train.")
     questions: str | None = opt(None, "Questions file, instead of the split's (e.g. mini_dev_sqlite.json).")
     db_root: str | None = opt(None, "Database folder holding <db_id>/<db_id>.sqlite.")
+    db_url: str | None = opt(None, "Execute on a server or DuckDB instead: a URL template with {db_id}, e.g. "
+                                   "'postgresql://user@host:5432/{db_id}' (password: PGPASSWORD, ~/.pgpass, MYSQL_PWD).")
     format: str = opt("auto", "Predictions format: auto, jsonl, bird, spider.")
     pred_key: str = opt("id", "How BIRD JSON keys name questions: id (question_id) or index (position).")
     comparator: str = opt("bird", "bird (set of rows), multiset, ordered, test-suite.", short="-c")
@@ -87,6 +89,11 @@ class EvalConfig:
             problems.append(f"--workers must be 0 (in-process) or more, not {self.workers}")
         if self.ves_repeat < 1:
             problems.append(f"--ves-repeat must be at least 1, not {self.ves_repeat}")
+        if self.db_url is not None:
+            from sqlwright.db.urls import check_template
+
+            if problem := check_template(self.db_url):
+                problems.append(problem)
         return problems
 
 
@@ -211,7 +218,10 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
 
         model_path(cfg.embedding_model)
     t0 = time.monotonic()
-    bench = load_benchmark(cfg.benchmark, cfg.split, cfg.questions, cfg.db_root)
+    db_root = cfg.db_root
+    if cfg.db_url and not cfg.benchmark and not db_root and cfg.questions:  # no SQLite folder needed
+        db_root = str(Path(cfg.questions).parent)
+    bench = load_benchmark(cfg.benchmark, cfg.split, cfg.questions, db_root)
     preds, fmt = read_predictions(cfg.predictions, cfg.format)
     paired = pair_predictions(bench, preds, fmt, cfg.pred_key)
     if cfg.only_predicted:
@@ -220,8 +230,15 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         if not bench.examples:
             raise UserError(f"{cfg.predictions}: no predictions to score")
         print(f"sqlwright: scoring the {len(bench.examples)} of {total} questions that have a prediction", file=sys.stderr)
-    db_paths = {ex.db_id: str(bench.db_path(ex.db_id)) for ex in bench.examples}
-    if not any(os.path.isfile(p) for p in db_paths.values()):
+    if cfg.db_url:  # one target per database on a server or in DuckDB files
+        from sqlwright.db.registry import check_targets
+        from sqlwright.db.urls import expand
+
+        db_paths = {ex.db_id: expand(cfg.db_url, ex.db_id) for ex in bench.examples}
+        check_targets(set(db_paths.values()))  # an unreachable server or a refused login: one line
+    else:
+        db_paths = {ex.db_id: str(bench.db_path(ex.db_id)) for ex in bench.examples}
+    if not cfg.db_url and not any(os.path.isfile(p) for p in db_paths.values()):
         sample = next(iter(db_paths.values()))
         raise UserError(f"{bench.db_root}: none of the {len(db_paths)} databases is there (looked for e.g. {sample}); check --db-root")
     difficulty = _difficulties(bench)
@@ -351,7 +368,12 @@ def _write_run(cfg: EvalConfig, summary: dict, records: list[dict]) -> Path:
         raise UserError(f"{out}: cannot create the run folder ({e.strerror}); choose another --out") from None
     atomic_write_jsonl(out / "examples.jsonl", records, default=_json_default)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+    resolved = asdict(cfg)
+    if cfg.db_url:  # never a password in a run folder
+        from sqlwright.db.urls import mask_url
+
+        resolved["db_url"] = mask_url(cfg.db_url)
+    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2) + "\n")
     return out
 
 

@@ -46,6 +46,9 @@ class PromptFormat:
     system: Callable[[Example, str], str | None]
     user: Callable[[Example, str], str]
     target: Callable[[Example], str]
+    # the shape of the answer the model is trained to give: "sql" (the query alone) or
+    # "reasoning-sql" (reasoning, then the query in a final ```sql block); the GRPO format reward checks it
+    answer: str = "sql"
 
 
 FORMATS: dict[str, PromptFormat] = {}
@@ -72,6 +75,7 @@ register(PromptFormat(
     user=lambda ex, schema: (f"\n        -- DB Schema: {schema}\n        -- External Knowledge: {ex.evidence}\n"
                              f"        -- Text Question: {ex.question}\n"),
     target=lambda ex: ex.extra.get("reasoning") or f"```sql\n{ex.sql}\n```",
+    answer="reasoning-sql",
 ))  # fmt: skip
 register(PromptFormat(
     "dbgpt-hub", "sentences",

@@ -89,6 +89,18 @@ class TrainConfig:
 
 def check(cfg: TrainConfig, source: str = "config") -> list[str]:
     """Every problem with ``cfg`` that can be found without loading a model."""
+    return check_shared(cfg, source, RESOLVED_NAME, "SFTConfig", OWNED)
+
+
+# keys every training config has that must be at least 1 (those a config has)
+POSITIVE = ("batch_size", "grad_accum", "max_length", "logging_steps", "save_steps",
+            "num_generations", "max_completion_length", "max_prompt_length")
+
+
+def check_shared(cfg, source: str, resolved: str, trl_config: str, owned: dict[str, str]) -> list[str]:
+    """The checks every ``sqlwright train`` config shares (SFT's and GRPO's): data, output
+    folder, precision, positive counts, schedule, LoRA, trackers, dev accuracy, hardware and the
+    extra trl arguments (``trl_config``: the trl config class they go to)."""
     p: list[str] = []
     where = f"{source}: " if source else ""
     if not cfg.data:
@@ -98,11 +110,11 @@ def check(cfg: TrainConfig, source: str = "config") -> list[str]:
     if not cfg.output_dir:
         p.append(f"{where}output_dir is required")
     else:
-        p += _check_output_dir(cfg, where)
+        p += _check_output_dir(cfg, where, resolved)
     if cfg.precision not in PRECISIONS:
         p.append(f"{where}precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
-    for key in ("batch_size", "grad_accum", "max_length", "logging_steps", "save_steps"):
-        if getattr(cfg, key) < 1:
+    for key in POSITIVE:
+        if hasattr(cfg, key) and getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             p.append(f"{where}{key} must be at least 1, not {getattr(cfg, key)}")
     if cfg.max_steps <= 0 and cfg.epochs <= 0:
         p.append(f"{where}set epochs > 0 or max_steps > 0")
@@ -125,7 +137,7 @@ def check(cfg: TrainConfig, source: str = "config") -> list[str]:
         if cfg.dev_eval.comparator not in COMPARATORS:
             p.append(f"{where}dev_eval.comparator: unknown {cfg.dev_eval.comparator!r}{did_you_mean(cfg.dev_eval.comparator, COMPARATORS)}")
     p += _check_hardware(cfg, where)
-    p += _check_trainer_extras(cfg, where)
+    p += _check_trainer_extras(cfg, where, trl_config, owned)
     return p
 
 
@@ -174,21 +186,22 @@ def _norm(key: str, value):
     return value
 
 
-def _check_output_dir(cfg: TrainConfig, where: str) -> list[str]:
+def _check_output_dir(cfg, where: str, resolved: str = RESOLVED_NAME) -> list[str]:
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         return [f"{where}output_dir {out}: exists and is a file; choose another output_dir"]
     if not out.is_dir() or not any(out.iterdir()):
         return []
-    previous = out / RESOLVED_NAME
+    previous = out / resolved
     if not previous.is_file():
-        return [f"{where}output_dir {out}: not empty and not a sqlwright training run; choose another output_dir"]
+        kind = "sqlwright training run of this kind" if any(out.glob("sqlwright_*.yaml")) else "sqlwright training run"
+        return [f"{where}output_dir {out}: not empty and not a {kind} (no {resolved}); choose another output_dir"]
     import yaml
 
     try:
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
-        return [f"{where}output_dir {out}: {RESOLVED_NAME} is unreadable; choose another output_dir"]
+        return [f"{where}output_dir {out}: {resolved} is unreadable; choose another output_dir"]
     mine = identity(cfg)
     theirs = {k: _norm(k, old.get(k)) if old.get(k) is not None else None for k in IDENTITY}
     diffs = [f"{k} {theirs[k]!r} there, {mine[k]!r} here" for k in IDENTITY if theirs[k] != mine[k]]
@@ -241,20 +254,20 @@ OWNED = {
 }
 
 
-def _check_trainer_extras(cfg: TrainConfig, where: str) -> list[str]:
+def _check_trainer_extras(cfg, where: str, trl_config: str = "SFTConfig", owned: dict[str, str] = OWNED) -> list[str]:
     if not cfg.trainer:
         return []
     try:
-        from trl import SFTConfig
+        import trl
     except ImportError:
         return [f"{where}training needs trl: pip install 'sqlwright[train]'"]
-    known = {f for f in SFTConfig.__dataclass_fields__}
+    known = set(getattr(trl, trl_config).__dataclass_fields__)
     p = []
     for key in cfg.trainer:
-        if key in OWNED:
-            p.append(f"{where}trainer.{key}: set by sqlwright; use the top-level key {OWNED[key]!r} instead")
+        if key in owned:
+            p.append(f"{where}trainer.{key}: set by sqlwright; use the top-level key {owned[key]!r} instead")
         elif key not in known:
-            p.append(f"{where}trainer.{key}: not an argument of trl's SFTConfig{did_you_mean(key, known)}")
+            p.append(f"{where}trainer.{key}: not an argument of trl's {trl_config}{did_you_mean(key, known)}")
     return p
 
 

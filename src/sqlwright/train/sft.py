@@ -79,7 +79,10 @@ def _liger(cfg: TrainConfig) -> bool:
     return cuda_available() and importlib.util.find_spec("liger_kernel") is not None
 
 
-def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
+def load_model_and_tokenizer(cfg: TrainConfig, precision: str, from_adapter: bool = False):
+    """(model, tokenizer) for ``cfg.model``. An adapter is refused unless ``from_adapter``:
+    then its base is loaded and the adapter applied on top, trainable in ``lora`` mode (training
+    goes on with the same adapter) and merged into the weights in ``full`` mode."""
     import torch
     import transformers
 
@@ -87,8 +90,10 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
     from sqlwright.infer.models import resolve_model
 
     resolved = resolve_model(cfg.model)
-    if resolved.adapter:
+    if resolved.adapter and not from_adapter:
         raise UserError(f"model {cfg.model}: is a LoRA adapter; merge it first (sqlwright merge) or train from its base {resolved.base}")
+    if resolved.adapter and cfg.mode == "qlora":
+        raise UserError(f"model {cfg.model}: is a LoRA adapter; QLoRA starts from a base model: merge it first (sqlwright merge) or use mode lora")
     gguf = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
     tok = load_tokenizer(resolved, f"model {cfg.model}")
     if not getattr(tok, "chat_template", None):
@@ -112,6 +117,12 @@ def load_model_and_tokenizer(cfg: TrainConfig, precision: str):
         raise UserError(f"model {cfg.model}: cannot load ({first_line(e)})") from None
     if resolved.gguf_file:
         forget_gguf_quantization(model)
+    if resolved.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, resolved.adapter, is_trainable=cfg.mode == "lora")
+        if cfg.mode == "full":
+            model = model.merge_and_unload()
     return model, tok
 
 
