@@ -131,6 +131,19 @@ def test_training_log_from_last_checkpoint(runs):
     assert log.eval_loss == [(50.0, 1.5), (100.0, 1.5)]
 
 
+def test_grpo_training_log_gives_reward_curves(runs, tmp_path):
+    from sqlwright.report import html as H
+
+    history = [{"step": s, "loss": 0.0, "reward": 0.1 * s, "rewards/execution/mean": 0.05 * s,
+                "rewards/format/mean": 1.0, "execution/correct": 0.01 * s} for s in (1, 2, 3)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history, "global_step": 3, "max_steps": 3}))
+    log = load_training(tmp_path)
+    assert log.rewards["reward"] == [(1.0, 0.1), (2.0, 0.2), (3.0, pytest.approx(0.3))]
+    assert set(log.rewards) == {"reward", "execution", "format", "matches gold"}
+    text = "".join(parse(H._training(load_run(runs["a"]), log)).text)
+    assert "stepreward / share" in text and "matches gold" in text and "mean reward 0.100 at the first step, 0.300 at the last" in text
+
+
 # -- the file -----------------------------------------------------------------------------
 def test_cli_writes_one_self_contained_escaped_page(runs, report):
     html = report.read_text(encoding="utf-8")

@@ -159,7 +159,9 @@ def test_bad_config_reports_every_problem_before_a_model_loads(dataset, tmp_path
 def test_a_few_steps_run_and_log_what_a_user_watches(tiny, dataset, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "grpo", "--config", _yaml(tmp_path, config(tiny, dataset, out, rewards=["execution", "format", "syntax"],
-                                                                     reward_weights=[3.0, 1.0, 1.0]))]) == 0
+                                                                     reward_weights=[3.0, 1.0, 1.0],
+                                                                     dev_eval={"every": 2, "split": "dev", "questions": 2,
+                                                                               "max_new_tokens": 8}))]) == 0
     for name in ("adapter_model.safetensors", "prompt.json", "sqlwright_grpo.yaml", "train_summary.json", "reward.png", "tokenizer.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "train_summary.json").read_text())
@@ -167,7 +169,8 @@ def test_a_few_steps_run_and_log_what_a_user_watches(tiny, dataset, tmp_path):
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     logged = set().union(*state["log_history"])
     assert {"reward", "rewards/execution/mean", "rewards/format/mean", "rewards/syntax/mean", "execution/executes",
-            "execution/correct", "completions/mean_length", "reward_seconds/execution"} <= logged
+            "execution/correct", "completions/mean_length", "reward_seconds/execution", "dev_execution_accuracy"} <= logged
+    assert summary["dev_execution_accuracy"] and summary["dev_execution_accuracy"][-1][0] == 2
     assert summary["reward_seconds"] > 0 and summary["reward_share_of_time"] < 1
 
 
@@ -261,3 +264,14 @@ def _yaml(tmp_path: Path, cfg: GRPOTrainConfig) -> str:
     path = tmp_path / "grpo.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     return str(path)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs" / "grpo").glob("*.yaml")), ids=lambda p: p.name)
+def test_grpo_recipes_load_with_known_keys(path):
+    import yaml
+
+    cfg = load_config(GRPOTrainConfig, str(path), [])
+    assert cfg.rewards and all(r in R.REWARDS for r in cfg.rewards)
+    assert (cfg.batch_size * cfg.grad_accum) % cfg.num_generations == 0
+    assert set(yaml.safe_load(path.read_text())) <= {f for f in GRPOTrainConfig.__dataclass_fields__}
+    assert f"sqlwright train grpo --config configs/grpo/{path.name}" in path.read_text()

@@ -317,3 +317,21 @@ def test_time_budget_stops_and_saves(tiny, dataset, tmp_path):
     assert 0 < r.global_step < 10_000
     assert (out / f"checkpoint-{r.global_step}").is_dir()
     assert json.loads((out / "train_summary.json").read_text())["stopped_by_time_budget"] is True
+
+
+def test_schedule_by_time_uses_the_whole_budget_and_ends_its_schedule_with_it(tiny, dataset, tmp_path):
+    out = tmp_path / "run"
+    r = sft(config(tiny, dataset, out, max_steps=3, epochs=1.0, save_steps=10_000, max_minutes=0.1,
+                   schedule_by_time=True, lr_scheduler="cosine", warmup=0.1, learning_rate=1e-2))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["stopped_by_time_budget"] is True and summary["train_runtime_s"] >= 6
+    assert r.global_step > 3  # epochs and max_steps no longer end it: the time does
+    lrs = [h["learning_rate"] for h in r.trainer.state.log_history if "learning_rate" in h]
+    peak = max(lrs)
+    assert 0.5e-2 < peak <= 1e-2 and lrs.index(peak) > 0  # warmed up to about the peak
+    assert lrs[-1] < 0.25 * peak  # and the cosine is near its end when the budget is
+
+
+def test_schedule_by_time_needs_max_minutes(tiny, dataset, tmp_path):
+    with pytest.raises(UserError, match="schedule_by_time needs max_minutes"):
+        sft(config(tiny, dataset, tmp_path / "run", schedule_by_time=True))

@@ -10,8 +10,9 @@ report, on the machine at hand, within a time budget.
    (``eval/``);
 3. ``model/``: a LoRA fine-tune with the settings of ``configs/sft/smollm2-135m-cpu-lora.yaml``
    (kept here in ``RECIPE``, since an installed package cannot read ``configs/``), given what
-   the budget leaves once both predictions are paid for; ``max_steps`` is planned so the cosine
-   schedule ends with the budget, and ``max_minutes`` stops training if it runs slow;
+   the budget leaves once both predictions are paid for, by time: the cosine schedule is laid
+   over those minutes (``schedule_by_time``), epochs run as many as fit, and training stops when
+   the minutes are up, on a fast machine or a slow one;
 4. ``finetuned/``: the same for the fine-tuned adapter;
 5. ``report.html``: the fine-tuned run against the baseline, with the training loss curve.
 
@@ -72,9 +73,8 @@ MIN_TRAIN_S = 30.0
 # Training speed from the baseline's: prediction time ~ (prompt tokens + DECODE_WEIGHT x completion
 # tokens) / rate, and LoRA training runs at about TRAIN_PER_RATE x that rate: 0.176 in the full
 # 20-minute run on two idle CPU cores (bf16 autocast, 105.6 training tokens/s, prediction with shared
-# prompt prefixes; bench/RESULTS.md), 0.32 to 0.39 in short runs on a shared machine. A figure a
-# little under the lowest keeps the cosine schedule inside the budget; max_minutes stops training
-# where the estimate is still too hopeful.
+# prompt prefixes; bench/RESULTS.md), 0.32 to 0.39 in short runs on a shared machine. It only says
+# how many steps to expect: the schedule follows the clock.
 DECODE_WEIGHT = 6.0
 TRAIN_PER_RATE = 0.17
 
@@ -223,7 +223,8 @@ def _effective_rate(records: list[dict]) -> float | None:
 
 
 def _plan_steps(tc: TrainConfig, seconds: float, train_tps: float | None) -> dict:
-    """max_steps so that the cosine schedule ends when ``seconds`` of training have run."""
+    """What is expected to fit in ``seconds`` of training (shown, not enforced: the schedule
+    follows the clock)."""
     from sqlwright.infer.hf import load_tokenizer
     from sqlwright.infer.models import resolve_model
     from sqlwright.train.data import conversation_tokens, sft_dataset
@@ -241,9 +242,8 @@ def _plan_steps(tc: TrainConfig, seconds: float, train_tps: float | None) -> dic
         tokens_per_step = sum(lengths) / steps_per_epoch
         budget_steps = max(1, int(seconds * train_tps / tokens_per_step))
         plan["budget_steps"] = budget_steps
-        plan["max_steps"] = budget_steps if budget_steps < epoch_steps else -1  # -1: the recipe's epochs
     else:
-        plan["budget_steps"], plan["max_steps"] = None, -1
+        plan["budget_steps"] = None
     return plan
 
 
@@ -396,20 +396,22 @@ def _train(out: Path, data: Path, cfg: QuickstartConfig, state: _State, seconds:
     tc.max_minutes = round(seconds / 60, 2)
     plan = state.get("train_plan")
     resuming = plan is not None and any(model_dir.glob("checkpoint-*/trainer_state.json"))
+    # the whole budget, by time: the cosine schedule is laid over the minutes (not over a step count
+    # estimated from a speed), epochs run as many as fit, and training stops when the minutes are up
+    tc.schedule_by_time = True
     if resuming:
-        console.print(f"resuming from the last checkpoint in {model_dir} (max_steps {plan['max_steps']}, as planned)")
+        console.print(f"resuming from the last checkpoint in {model_dir}; training for the {tc.max_minutes:.1f} min left")
     else:
         plan = _plan_steps(tc, seconds, train_tps)
         state.set(train_plan=plan)
-        speed = f"at ~{plan['train_tokens_per_second']:.0f} tokens/s " if plan["train_tokens_per_second"] else ""
-        if plan["max_steps"] > 0:
-            what = (f"{speed}{tc.max_minutes:.1f} min fit {plan['budget_steps']} of the epoch's {plan['epoch_steps']} "
-                    f"steps: max_steps {plan['max_steps']}, so the cosine schedule ends with the budget")  # fmt: skip
+        if plan["budget_steps"]:
+            what = (f"at ~{plan['train_tokens_per_second']:.0f} tokens/s about {plan['budget_steps']} steps "
+                    f"(~{plan['budget_steps'] / max(plan['epoch_steps'], 1):.1f} epochs of {plan['epoch_steps']}) fit")  # fmt: skip
         else:
-            what = f"{speed}one epoch ({plan['epoch_steps']} steps) fits in {tc.max_minutes:.1f} min"
+            what = "the speed is not measured yet"
         console.print(f"{plan['examples']} examples, {plan['tokens']:,} tokens packed into ~{plan['packed_rows']} rows "
-                      f"of {tc.max_length}; {what}. Training stops at {tc.max_minutes:.1f} min whatever happens.")  # fmt: skip
-    tc.max_steps = plan["max_steps"]
+                      f"of {tc.max_length}; {what}. Training runs for {tc.max_minutes:.1f} min, the learning-rate "
+                      "schedule laid over that time, as many epochs as fit.")  # fmt: skip
     sft(tc, source="quickstart")
     return json.loads(summary.read_text(encoding="utf-8")), False
 

@@ -284,6 +284,13 @@ def _training(run: RunData, t: TrainingLog) -> str:
     else:
         blocks.append('<div><h3>In-training execution accuracy</h3><p class="muted">'
                       'No "dev_execution_accuracy" entries in log_history.</p></div>')  # fmt: skip
+    if t.rewards:  # a GRPO run: the reward and its components by step
+        palette = ("#1f2328", "#0969da", "#bf8700", "#8250df", "#cf222e", "#2da44e")
+        series = [(name, palette[i % len(palette)], pts) for i, (name, pts) in enumerate(t.rewards.items())]
+        last = t.rewards.get("reward")
+        if last:
+            facts.append(f"mean reward {last[0][1]:.3f} at the first step, {last[-1][1]:.3f} at the last")
+        blocks.append(f"<div><h3>Reward</h3>{charts.lines(series, 'GRPO reward by step', 'reward / share')}</div>")
     return (f'<section><h2>Training</h2><p class="muted">{" · ".join(facts)}</p>'
             f'<div class="grid">{"".join(blocks)}</div></section>')  # fmt: skip
 

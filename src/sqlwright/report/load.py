@@ -180,6 +180,9 @@ class TrainingLog:
     global_step: int | None
     max_steps: int | None
     epoch: float | None
+    # GRPO: the mean total reward, each reward's mean (``rewards/<name>/mean``) and the share of
+    # completions matching the gold, by step ({} for supervised runs)
+    rewards: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def _step_of(path: Path) -> int:
@@ -215,6 +218,7 @@ def load_training(path: Path | str) -> TrainingLog:
     if not isinstance(history, list):
         raise UserError(f"{state_file}: no 'log_history' list; is this a Hugging Face Trainer's trainer_state.json?")
     loss, eval_loss, acc = [], [], []
+    rewards: dict[str, list[tuple[float, float]]] = {}
     acc_key = None
     for i, entry in enumerate(history):
         if not isinstance(entry, dict):
@@ -226,6 +230,10 @@ def load_training(path: Path | str) -> TrainingLog:
         if _num(entry.get("eval_loss")) is not None:
             eval_loss.append((step, _num(entry["eval_loss"])))
         for key, value in entry.items():
+            if (key == "reward" or (key.startswith("rewards/") and key.endswith("/mean")) or key == "execution/correct") \
+                    and _num(value) is not None:
+                name = "reward" if key == "reward" else "matches gold" if key == "execution/correct" else key.split("/")[1]
+                rewards.setdefault(name, []).append((step, _num(value)))
             if key.endswith("dev_execution_accuracy") and _num(value) is not None:
                 acc.append((step, _num(value)))
                 acc_key = key
@@ -233,7 +241,7 @@ def load_training(path: Path | str) -> TrainingLog:
         acc = [(s, 100 * v) for s, v in acc]
     gs, ms = _num(state.get("global_step")), _num(state.get("max_steps"))
     return TrainingLog(state_file, loss, eval_loss, acc, acc_key, int(gs) if gs is not None else None,
-                       int(ms) if ms is not None else None, _num(state.get("epoch")))  # fmt: skip
+                       int(ms) if ms is not None else None, _num(state.get("epoch")), rewards)  # fmt: skip
 
 
 def auto_training_dir(run: RunData) -> Path | None:

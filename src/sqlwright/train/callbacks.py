@@ -66,6 +66,51 @@ class TimeBudget(TrainerCallback):
             self.stopped_at = state.global_step
 
 
+class TimeSchedule(TrainerCallback):
+    """The learning-rate schedule laid over wall time instead of over a step count.
+
+    The schedule's position is the share of ``minutes`` that has passed since training began
+    (not ``step / max_steps``): warmup over the first ``warmup`` share, then ``kind`` (cosine,
+    linear or constant) down to the end of the budget. With ``TimeBudget`` stopping at the same
+    moment and epochs left open, a run trains as long as the budget allows on any machine —
+    more steps on a fast one, fewer on a slow one — and its schedule always ends with the budget.
+    It takes over the trainer's ``LambdaLR`` (every transformers schedule is one), so the logged
+    learning rate is the one applied."""
+
+    KINDS = ("cosine", "linear", "constant")
+
+    def __init__(self, minutes: float, kind: str = "cosine", warmup: float = 0.05):
+        if kind not in self.KINDS:
+            raise ValueError(f"time schedule {kind!r}: choose one of {', '.join(self.KINDS)}")
+        self.seconds, self.kind, self.warmup = minutes * 60, kind, warmup if 0 <= warmup < 1 else 0.05
+        self.start = None
+
+    def fraction(self) -> float:
+        import time
+
+        return 0.0 if self.start is None else min(1.0, (time.monotonic() - self.start) / self.seconds)
+
+    def factor(self, _step: int = 0) -> float:
+        import math
+
+        f = self.fraction()
+        if f < self.warmup:
+            return max(f / self.warmup, 0.01)
+        p = (f - self.warmup) / (1 - self.warmup)
+        return {"cosine": 0.5 * (1 + math.cos(math.pi * p)), "linear": 1 - p, "constant": 1.0}[self.kind]
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        import time
+
+        self.start = time.monotonic()
+        if lr_scheduler is None or not hasattr(lr_scheduler, "lr_lambdas"):
+            raise RuntimeError("TimeSchedule needs the trainer's LambdaLR scheduler")
+        lr_scheduler.lr_lambdas = [self.factor for _ in lr_scheduler.lr_lambdas]
+        for group, base in zip(lr_scheduler.optimizer.param_groups, lr_scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.factor()
+        lr_scheduler._last_lr = [g["lr"] for g in lr_scheduler.optimizer.param_groups]  # what the first log shows
+
+
 class DevAccuracy(TrainerCallback):
     def __init__(self, records: list[dict], every: int, max_new_tokens: int, batch_size: int,
                  comparator: str, timeout: float, style: str):

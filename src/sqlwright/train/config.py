@@ -81,6 +81,7 @@ class TrainConfig:
     max_examples: int | None = opt(None, "A seeded random sample of N training examples (quick runs).")
     plot: bool = opt(True, "loss.png at the end.")
     max_minutes: float | None = opt(None, "Stop (and save) when training has run this long.")
+    schedule_by_time: bool = opt(False, "With max_minutes: lay the learning-rate schedule over the minutes, not over steps, and train as many epochs as fit (epochs and max_steps are then ignored).")
 
     def check(self) -> list[str]:
         """Every problem that can be found without loading a model (``check`` below)."""
@@ -118,6 +119,11 @@ def check_shared(cfg, source: str, resolved: str, trl_config: str, owned: dict[s
             p.append(f"{where}{key} must be at least 1, not {getattr(cfg, key)}")
     if cfg.max_steps <= 0 and cfg.epochs <= 0:
         p.append(f"{where}set epochs > 0 or max_steps > 0")
+    if getattr(cfg, "schedule_by_time", False):
+        if not cfg.max_minutes:
+            p.append(f"{where}schedule_by_time needs max_minutes: the minutes the schedule is laid over")
+        if cfg.lr_scheduler not in ("cosine", "linear", "constant"):
+            p.append(f"{where}schedule_by_time: lr_scheduler must be cosine, linear or constant, not {cfg.lr_scheduler!r}")
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         p.append(f"{where}max_minutes must be positive, not {cfg.max_minutes}")
     if cfg.learning_rate <= 0:

@@ -140,11 +140,11 @@ def trl_config(cfg: TrainConfig, precision: str):
 
     args = dict(
         output_dir=cfg.output_dir,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
+        num_train_epochs=TIME_EPOCHS if cfg.schedule_by_time else cfg.epochs,
+        max_steps=-1 if cfg.schedule_by_time else cfg.max_steps,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup,
+        lr_scheduler_type="constant" if cfg.schedule_by_time else cfg.lr_scheduler,  # TimeSchedule drives it
+        warmup_steps=0 if cfg.schedule_by_time else cfg.warmup,
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -179,6 +179,10 @@ def trl_config(cfg: TrainConfig, precision: str):
         raise UserError(f"trainer settings rejected by trl: {e}") from None
 
 
+# epochs left open under schedule_by_time: the time budget, not the epoch count, ends training
+TIME_EPOCHS = 1000
+
+
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -197,6 +201,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
         DevAccuracy,
         SaveWithCheckpoint,
         TimeBudget,
+        TimeSchedule,
         fix_adapter_base,
     )
     from sqlwright.train.data import sft_dataset
@@ -219,6 +224,8 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
     budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes else None
     if budget:
         callbacks.append(budget)
+    if cfg.schedule_by_time:  # the schedule over the minutes, epochs as many as fit (TimeBudget stops)
+        callbacks.append(TimeSchedule(cfg.max_minutes, cfg.lr_scheduler, cfg.warmup))
     dev = None
     if cfg.dev_eval.every:
         records = dev_records(cfg)  # databases resolved (and checked by check() above)
