@@ -82,6 +82,9 @@ def spider_dir(tmp_path: Path) -> Path:
     return root
 
 
+DB_SERVERS = {"postgres", "postmaster", "mariadbd", "mysqld"}
+
+
 def child_processes() -> list:
     """This process's live descendants, less multiprocessing's own helpers: a forkserver (and
     its resource tracker) started by an earlier test, e.g. the dev-accuracy callback's judge,
@@ -91,8 +94,11 @@ def child_processes() -> list:
     def helper(p) -> bool:
         try:
             cmd = " ".join(p.cmdline())
+            name = p.name()
         except psutil.Error:
             return True  # gone already
+        if name in DB_SERVERS:  # the session's PostgreSQL / MariaDB (tests/servers.py) and their backends
+            return True
         return "multiprocessing.forkserver import main" in cmd or "multiprocessing.resource_tracker import main" in cmd
 
     out = []

@@ -25,7 +25,7 @@ import shutil
 import statistics
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sqlwright.config import opt, validate, write_config
@@ -55,6 +55,24 @@ class BuildConfig:
 
     def check(self) -> list[str]:
         p = []
+        if self.source_config.db_url is not None:
+            from sqlwright.db.registry import SQLGLOT_DIALECTS, dialect_of
+            from sqlwright.db.urls import check_template
+
+            url = self.source_config.db_url
+            if problem := check_template(url):
+                p.append(problem)
+            elif dialect_of(url) not in SQLGLOT_DIALECTS:
+                try:
+                    from sqlwright.db.registry import check_targets
+
+                    check_targets({url}, probe=False)
+                except UserError as e:
+                    p.append(str(e))
+            elif self.source not in ("spider", "bird", "sqlite"):
+                p.append(f"--db-url names the databases of a benchmark (spider, bird) or of your questions (sqlite), not of {self.source}")
+            elif self.prompt.dialect not in ("sqlite", SQLGLOT_DIALECTS.get(dialect_of(url))):
+                p.append(f"--dialect {self.prompt.dialect} does not match --db-url ({dialect_of(url)} databases)")
         if self.split_by not in SPLIT_BY:
             p.append(f"--split-by must be one of {', '.join(SPLIT_BY)}, not {self.split_by!r}")
         if not 0 < self.val_fraction < 1:
@@ -145,10 +163,29 @@ def build_dataset(cfg: BuildConfig) -> BuildResult:
         raise
 
 
+def _masked(src: SourceConfig) -> SourceConfig:
+    """``src`` with the passwords of its URLs masked: what a file of the dataset may record."""
+    from sqlwright.db.urls import mask_url
+
+    return replace(src, url=src.url and mask_url(src.url), db_url=src.db_url and mask_url(src.db_url))
+
+
+def _unlocked(src: SourceConfig) -> SourceConfig:
+    """``src`` with the passwords dropped from its URLs: stats.json's copy, read again by ``data
+    cot``, which then takes the password from the engine's usual places (or its own --db-url)."""
+    from sqlwright.db.urls import drop_password
+
+    return replace(src, url=src.url and drop_password(src.url), db_url=src.db_url and drop_password(src.db_url))
+
+
 def _build(cfg: BuildConfig, out: Path, tmp: Path) -> BuildResult:
-    write_config(cfg, tmp / "config.yaml")  # the resolved config: `--config` reads it back
+    write_config(replace(cfg, source_config=_masked(cfg.source_config)), tmp / "config.yaml")  # `--config` reads it back
     spec = with_token_counter(cfg.prompt)
     src = cfg.source_config
+    if src.db_url:  # prompts ask for the engine's SQL (its name, its types)
+        from sqlwright.db.registry import SQLGLOT_DIALECTS, dialect_of
+
+        spec.dialect = SQLGLOT_DIALECTS[dialect_of(src.db_url)]
     src.examples, src.rows = max(src.examples, spec.examples), max(src.rows, spec.rows)
     src.work_dir = str(tmp)  # databases a source creates go into the dataset: <out>/databases/
     data = load_source(cfg.source, src)
@@ -194,7 +231,7 @@ def _build(cfg: BuildConfig, out: Path, tmp: Path) -> BuildResult:
         "lengths": {s: length_percentiles(v) for s, v in lengths.items()},
         "split_by": cfg.split_by,
         "seed": cfg.seed,
-        "source_config": {**asdict(src), "work_dir": None},  # the build's own folder: databases/ of the dataset
+        "source_config": {**asdict(_unlocked(src)), "work_dir": None},  # the build's own folder: databases/ of the dataset
     }
     _write(out, tmp, records, spec, stats, lengths, unit, cfg.overwrite, db_root, absent)
     return BuildResult(out, stats)

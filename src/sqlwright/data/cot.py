@@ -46,6 +46,7 @@ from sqlwright.data.teacher import (
     save_datasetdict,
 )
 from sqlwright.db.pool import default_workers
+from sqlwright.db.urls import mask_url
 from sqlwright.errors import did_you_mean
 from sqlwright.files import JsonlAppender, atomic_write_jsonl, atomic_write_text, read_log
 from sqlwright.infer.backend import (
@@ -113,9 +114,16 @@ class CotConfig:
     overwrite: bool = opt(False, "Start again in an existing --out folder.")
     progress: bool = opt(True, "Show a progress bar.")
     db_root: str | None = opt(None, "Folder holding the databases (<db_id>/<db_id>.sqlite) on this machine, when not where the dataset records them.")
+    db_url: str | None = opt(None, "Or the databases on a server or in DuckDB files: a URL template with {db_id}, e.g. "
+                                   "'postgresql://user@host:5432/{db_id}' (password: PGPASSWORD, ~/.pgpass, MYSQL_PWD).")
 
     def check(self) -> list[str]:
         problems = []
+        if self.db_url is not None:
+            from sqlwright.db.urls import check_template
+
+            if problem := check_template(self.db_url):
+                problems.append(problem)
         if not self.teacher.model:
             problems.append("no teacher model: pass --model (a hub id, local folder, alias or API model name)")
         if self.comparator not in COMPARATORS:
@@ -225,12 +233,13 @@ def _finished(item: _Item, kept: bool) -> dict:
 def run_cot(cfg: CotConfig) -> CotStats:
     validate(cfg)
     template = Template.load(cfg.prompt_file, COOKBOOK_REASONING_PROMPT, PLACEHOLDERS, required=("question",))
-    built = load_built(cfg.data, cfg.splits, cfg.db_root)
+    built = load_built(cfg.data, cfg.splits, cfg.db_root, cfg.db_url)
     out_spec = replace(built.spec, format=cfg.format)  # validated by PromptSpec
     out = Path(cfg.out)
-    run_config = {**asdict(cfg), "data": str(Path(cfg.data).resolve()), "prompt": template.text, "splits": list(built.splits)}
+    shown = replace(cfg, db_url=mask_url(cfg.db_url)) if cfg.db_url else cfg  # never a password in the run folder
+    run_config = {**asdict(shown), "data": str(Path(cfg.data).resolve()), "prompt": template.text, "splits": list(built.splits)}
     prepare_run_folder(out, run_config, ("data", "prompt", "comparator", "splits"), cfg.overwrite, "cot")
-    write_config(cfg, out / "config.yaml")  # the resolved config: `--config` reads it back
+    write_config(shown, out / "config.yaml")  # the resolved config: `--config` reads it back
     (out / "log").mkdir(exist_ok=True)
 
     examples = {s: exs[: cfg.limit] if cfg.limit else exs for s, exs in built.splits.items()}

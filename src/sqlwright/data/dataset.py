@@ -69,7 +69,9 @@ def portable_refs(paths: Iterable[str | None], inside: Path | None = None) -> tu
     for ref in {p for p in paths if p}:
         file = _sqlite_url_path(ref) if is_url(ref) else ref
         if file is None:
-            refs[ref] = ref  # another dialect: its executor decides
+            from sqlwright.db.urls import drop_password
+
+            refs[ref] = drop_password(ref)  # another dialect: its executor decides (never a password in a record)
         else:
             files[ref] = Path(file).resolve()
     inner = {r: p for r, p in files.items() if inside is not None and p.is_relative_to(inside.resolve() / DATABASES)}

@@ -111,11 +111,14 @@ def _example(r: dict) -> Example:
                    difficulty=r.get("difficulty"), db_path=r.get("db_path"), context=r.get("context"))  # fmt: skip
 
 
-def load_built(folder: str | Path, splits: list[str] | None = None, db_root: str | None = None) -> BuiltDataset:
+def load_built(folder: str | Path, splits: list[str] | None = None, db_root: str | None = None,
+               db_url: str | None = None) -> BuiltDataset:
     """A dataset from ``sqlwright data build``: its prompt spec, examples and schemas.
 
     Each example's ``db_path`` is resolved against the dataset's recorded root, or ``db_root``
     (``--db-root``) when given; a database that is not there is an error (exit 2) naming it.
+    ``db_url`` (``--db-url``, a ``{db_id}`` template) names them on a server or in DuckDB files
+    instead, and their schemas are read from there.
 
     Schemas are read again from the source the build recorded in ``stats.json`` (so Spider's
     keys and BIRD's column descriptions are the same as in the built prompts); a database the
@@ -139,13 +142,21 @@ def load_built(folder: str | Path, splits: list[str] | None = None, db_root: str
             except (KeyError, TypeError):
                 raise UserError(f"{path}:{n}: not a dataset record (id, db_id, question, sql); rebuild it with `sqlwright data build`") from None
     examples = [ex for exs in data.values() for ex in exs]
-    resolved = resolve_records(folder, [{"db_id": ex.db_id, "db_path": ex.db_path} for ex in examples], db_root)
-    for ex, r in zip(examples, resolved, strict=True):
-        ex.db_path = r["db_path"]
-    return BuiltDataset(folder, spec, data, _schemas(folder, data, spec))
+    if db_url:
+        from sqlwright.data.dataset import check_databases
+        from sqlwright.db.urls import expand
+
+        for ex in examples:
+            ex.db_path = expand(db_url, ex.db_id)
+        check_databases({(ex.db_id, ex.db_path): ex.db_path for ex in examples}, "check --db-url")
+    else:
+        resolved = resolve_records(folder, [{"db_id": ex.db_id, "db_path": ex.db_path} for ex in examples], db_root)
+        for ex, r in zip(examples, resolved, strict=True):
+            ex.db_path = r["db_path"]
+    return BuiltDataset(folder, spec, data, _schemas(folder, data, spec, db_url))
 
 
-def _schemas(folder: Path, data: dict[str, list[Example]], spec: PromptSpec) -> dict[str, Schema]:
+def _schemas(folder: Path, data: dict[str, list[Example]], spec: PromptSpec, db_url: str | None = None) -> dict[str, Schema]:
     from sqlwright.data.sources import SourceConfig, load_source
 
     schemas: dict[str, Schema] = {}
@@ -154,6 +165,8 @@ def _schemas(folder: Path, data: dict[str, list[Example]], spec: PromptSpec) -> 
         src = SourceConfig(**stats["source_config"])
         src.work_dir = src.work_dir or str(folder)  # a source that builds databases: the dataset's own databases/
         src.examples, src.rows = max(src.examples, spec.examples), max(src.rows, spec.rows)
+        if db_url and stats["source"] in ("spider", "bird", "sqlite"):
+            src.db_url = db_url  # the build's template without its password: this run's
         schemas = load_source(stats["source"], src).schemas
     except (FileNotFoundError, KeyError, TypeError, json.JSONDecodeError, UserError, OSError):
         schemas = {}  # the source moved or is not at hand: read each database below
@@ -164,6 +177,10 @@ def _schemas(folder: Path, data: dict[str, list[Example]], spec: PromptSpec) -> 
             from sqlwright.data.sources.sql_create_context import schema_from_context
 
             schemas[ex.db_id] = schema_from_context(ex.db_id, ex.context)
+        elif ex.db_path and "://" in ex.db_path:
+            from sqlwright.db.introspect import introspect_url
+
+            schemas[ex.db_id] = introspect_url(ex.db_path, ex.db_id, examples=spec.examples, rows=spec.rows)
         elif ex.db_path and Path(ex.db_path).is_file():
             from sqlwright.data.sources.bird import add_descriptions
 

@@ -34,6 +34,12 @@ def mask_url(text: str) -> str:
     return _USERINFO.sub(sub, str(text))
 
 
+def drop_password(url: str) -> str:
+    """``url`` without its password (``u@h``): what a dataset records, so that reading it again
+    takes the password from the engine's usual places (``PGPASSWORD``, ``~/.pgpass``, ``MYSQL_PWD``)."""
+    return _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2).partition(':')[0]}@", str(url))
+
+
 def mask_in(text: str, url: str) -> str:
     """A driver's error text with ``url``'s password (if any) removed wherever it appears."""
     pw = Url.parse(url).password if is_url(url) else None

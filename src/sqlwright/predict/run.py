@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlwright.config import opt, validate, write_config
 from sqlwright.db.introspect import introspect_sqlite
+from sqlwright.db.urls import mask_url
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.eval.evaluate import guided_summary
 from sqlwright.files import JsonlAppender, atomic_write_jsonl, iter_jsonl, read_log
@@ -71,9 +72,16 @@ class PredictConfig:
     limit: int | None = opt(None, "Only the first N questions.")
     progress: bool = opt(True, "Show a progress bar.")
     db_root: str | None = opt(None, "Folder holding the databases (<db_id>/<db_id>.sqlite) on this machine, when not where the dataset records them.")
+    db_url: str | None = opt(None, "Or the databases on a server or in DuckDB files (--select, --refine, --constrain schema): "
+                                   "a URL template with {db_id}, e.g. 'postgresql://user@host:5432/{db_id}'.")
 
     def check(self) -> list[str]:
         p = []
+        if self.db_url is not None:
+            from sqlwright.db.urls import check_template
+
+            if problem := check_template(self.db_url):
+                p.append(problem)
         if self.vote not in VOTES:
             p.append(f"--vote must be one of {', '.join(VOTES)}, not {self.vote!r}")
         try:
@@ -149,8 +157,16 @@ def _from_dataset(cfg: PredictConfig) -> list[Item]:
 def _resolve_databases(cfg: PredictConfig, items: list[Item]) -> list[Item]:
     """Each item's database as this machine has it (the dataset's recorded root or --db-root);
     selection and self-correction execute on them, so a missing one is an error before the model loads."""
-    from sqlwright.data.dataset import resolve_records
+    from sqlwright.data.dataset import check_databases, resolve_records
 
+    if cfg.db_url:  # a template names them instead of the dataset's references
+        from sqlwright.db.urls import expand
+
+        for it in items:
+            it.db_path = expand(cfg.db_url, it.db_id)
+        if cfg.guidance.executes or cfg.constrain == "schema":
+            check_databases({(it.db_id, it.db_path): it.db_path for it in items}, "check --db-url")
+        return items
     refs = [{"db_id": it.db_id, "db_path": it.db_path} for it in items]
     for it, r in zip(items, resolve_records(cfg.data, refs, cfg.db_root, require=cfg.guidance.executes or cfg.constrain == "schema"), strict=True):
         it.db_path = r["db_path"]
@@ -165,7 +181,7 @@ def _from_benchmark(cfg: PredictConfig) -> list[Item]:
     spec = with_token_counter(PromptSpec.load(cfg.prompt))
     split = cfg.split or "dev"
     data = load_source(cfg.source, SourceConfig(path=cfg.benchmark, splits=[split], db_root=cfg.db_root,
-                                                examples=spec.examples, rows=spec.rows))
+                                                db_url=cfg.db_url, examples=spec.examples, rows=spec.rows))
     items = []
     for ex in data.splits[split]:
         rendered, _ = spec.render(ex, data.schemas[ex.db_id], target=False)
@@ -189,10 +205,15 @@ def _constrain(cfg: PredictConfig, items: list[Item], spec: PromptSpec) -> None:
         schema = it.schema
         if cfg.constrain == "schema" and schema is None:
             if it.db_path not in schemas:
-                if not it.db_path or not Path(it.db_path).is_file():
+                if it.db_path and "://" in it.db_path:
+                    from sqlwright.db.introspect import introspect_url
+
+                    schemas[it.db_path] = introspect_url(it.db_path, it.db_id)
+                elif not it.db_path or not Path(it.db_path).is_file():
                     raise UserError(f"{it.db_id}: --constrain schema needs the database ({it.db_path or 'no db_path'}); "
                                     "pass --db-root DIR, or --constrain grammar for syntax only")
-                schemas[it.db_path] = introspect_sqlite(it.db_path, it.db_id)
+                else:
+                    schemas[it.db_path] = introspect_sqlite(it.db_path, it.db_id)
             schema = schemas[it.db_path]
         it.request.grammar = grammar_for(schema, cfg.constrain, answer)
         it.sql_grammar = it.request.grammar if answer == "sql" else grammar_for(schema, cfg.constrain, "sql")
@@ -241,7 +262,8 @@ def predict(cfg: PredictConfig) -> dict:
                   "after the fact (grammar_ok in each record)", file=sys.stderr)
         cfg.backend.constrained = True
     backend = load_backend(cfg.backend)
-    write_config(cfg, config_path(out))  # the resolved config: `sqlwright predict --config` repeats the run
+    shown = replace(cfg, db_url=mask_url(cfg.db_url)) if cfg.db_url else cfg  # never a password on disk
+    write_config(shown, config_path(out))  # the resolved config: `sqlwright predict --config` repeats the run
     by_id = {it.request.id: it for it in todo}
     if retry:  # their failed lines go; the new answers are appended below
         atomic_write_jsonl(out, [r for r in earlier if str(r["id"]) not in retry])

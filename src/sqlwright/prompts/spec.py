@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlwright import __version__
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.prompts.budget import approx_tokens, fit_schema
-from sqlwright.prompts.formats import FORMATS
+from sqlwright.prompts.formats import DIALECT_ALIASES, DIALECTS, FORMATS
 from sqlwright.prompts.schema import SERIALIZERS, SchemaOptions, serialize_schema
 from sqlwright.types import Example, Schema
 
@@ -33,6 +33,7 @@ class PromptSpec:
     max_schema_tokens: int | None = _opt(None, "Token budget for the schema; larger ones keep the tables the question is about.")
     tokenizer: str | None = _opt(None, "Tokenizer (hub id or folder) to count tokens (default: ~4 characters per token).")
     style: str = _opt("messages", "messages or prompt-completion.")
+    dialect: str = _opt("sqlite", "SQL dialect the prompts ask for: sqlite, postgres, mysql, duckdb (data build --db-url: the URL's).")
 
     def __post_init__(self) -> None:
         problems = []
@@ -42,6 +43,9 @@ class PromptSpec:
             problems.append(f"unknown schema serializer {self.serializer!r}{did_you_mean(self.serializer, SERIALIZERS)} (choose: {', '.join(SERIALIZERS)})")
         if self.style not in STYLES:
             problems.append(f"unknown output style {self.style!r} (choose: {', '.join(STYLES)})")
+        self.dialect = DIALECT_ALIASES.get(str(self.dialect).lower(), str(self.dialect).lower())
+        if self.dialect not in DIALECTS:
+            problems.append(f"unknown dialect {self.dialect!r}{did_you_mean(self.dialect, DIALECTS)} (choose: {', '.join(DIALECTS)})")
         if self.max_schema_tokens is not None and self.max_schema_tokens < 1:
             problems.append(f"max_schema_tokens must be positive, not {self.max_schema_tokens}")
         if problems:
@@ -80,7 +84,7 @@ class PromptSpec:
         rest is byte-identical to the training record."""
         fmt = FORMATS[self.format]
         text, cut = self.schema_text(schema, example.question)
-        system, user = fmt.system(example, text), fmt.user(example, text)
+        system, user = fmt.system(example, text, self.dialect), fmt.user(example, text, self.dialect)
         if self.style == "messages":
             msgs = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
             if target:

@@ -16,7 +16,7 @@ from sqlwright.report.load import CATEGORIES, Comparison, RunData, TrainingLog, 
 
 RUN_COLOUR = "#0969da"
 OTHER_COLOUR = "#a475f9"
-LIGHT = {"missing", "db_missing"}  # categories whose badge wants dark text
+LIGHT = {"missing", "db_missing", "not_executed"}  # categories whose badge wants dark text
 FLIPS_SHOWN = 10  # flipped questions listed before "N more"
 
 
@@ -74,6 +74,9 @@ def _headline(run: RunData, cmp: Comparison | None, names: tuple[str, str | None
                    f'{" (" + ", ".join(split) + ")" if split else ""}, secondary, weaker than EX</span>')
     parts = [f'<div class="hero"><div class="label">Execution accuracy</div><div class="big">{pct(s["ex"])}</div>'
              f'<div class="sub">{" · ".join(sub)}</div></div>']  # fmt: skip
+    if s.get("etype") == "match":
+        parts = []
+    parts += _spider_heroes(s)
     if cmp is not None:
         o = cmp.other.summary
         delta = _delta(s, o)
@@ -90,6 +93,88 @@ def _headline(run: RunData, cmp: Comparison | None, names: tuple[str, str | None
     )
     parts.append(f'<div class="tiles">{tiles}</div>')
     return f'<section class="headline">{"".join(parts)}</section>'
+
+
+def _spider_heroes(s: dict) -> list[str]:
+    """Exact match and test-suite EX beside EX, when the run has them."""
+    out = []
+    em, ts = s.get("exact_match"), s.get("test_suite")
+    if em is not None:
+        sub = f"<b>{em['correct']}</b> of {em['scored']} questions · Spider's exact-set-match (values ignored)"
+        out.append(f'<div class="hero"><div class="label">Exact match</div><div class="mid">{pct(em["em"])}</div>'
+                   f'<div class="sub">{sub}</div></div>')  # fmt: skip
+    if ts is not None:
+        sub = (f"<b>{ts['correct']}</b> of {ts['count']} right on every database of {ts['suites']} suites "
+               f"({ts['databases']} databases)")  # fmt: skip
+        out.append(f'<div class="hero"><div class="label">Test-suite EX</div><div class="mid">{pct(ts["ex"])}</div>'
+                   f'<div class="sub">{sub}</div></div>')  # fmt: skip
+    return out
+
+
+def _spider(run: RunData) -> str:
+    """EX, test-suite EX and EM by hardness, and the official component table."""
+    s = run.summary
+    em, ts = s.get("exact_match"), s.get("test_suite")
+    if em is None and ts is None:
+        return ""
+    series = ([("EX", RUN_COLOUR)] if s.get("etype") != "match" else []) + ([("test-suite EX", "#1a7f37")] if ts else []) \
+        + ([("EM", "#8250df")] if em else [])  # fmt: skip
+    keys = {"EX": "ex", "test-suite EX": "ts_ex", "EM": "em"}
+    rows = []
+    total = {"ex": s["ex"], "ts_ex": s.get("ts_ex"), "em": s.get("em")}
+    for name, g in [*s["by_difficulty"].items(), ("total", total)]:
+        rows.append((name, [(g.get(keys[label]), pct(g.get(keys[label]), 1)) for label, _ in series]))
+    chart = charts.hbars(rows, series, f"Accuracy by {s.get('difficulty_kind', 'difficulty')}")
+    blocks = [f"<div><h3>EX, test-suite EX and exact match</h3>{chart}</div>"]
+    if em is not None:
+        levels = [lv for lv in ("easy", "medium", "hard", "extra", "all") if lv in em["by_hardness"]]
+        head = "<th>component (F1)</th>" + "".join(f"<th>{e(lv)}</th>" for lv in levels)
+        by = em["by_hardness"]
+        counts = "".join(f'<td class="n">{by[lv]["count"]}</td>' for lv in levels)
+        exact = "".join(f'<td class="n"><b>{by[lv]["exact"]:.3f}</b></td>' for lv in levels)
+        body = [f"<tr><td>count</td>{counts}</tr>", f"<tr><td><b>exact match</b></td>{exact}</tr>"]
+        for comp in em["components"]:
+            cells = "".join(
+                f'<td class="n" title="acc {em["by_hardness"][lv]["components"][comp]["acc"]:.3f} · '
+                f'rec {em["by_hardness"][lv]["components"][comp]["rec"]:.3f}">'
+                f'{em["by_hardness"][lv]["components"][comp]["f1"]:.3f}</td>'
+                for lv in levels
+            )
+            body.append(f"<tr><td>{e(comp)}</td>{cells}</tr>")
+        notes = [f"{em['unparsed_predictions']} predictions the Spider parser cannot read (scored as empty queries)"] \
+            if em.get("unparsed_predictions") else []  # fmt: skip
+        if em.get("not_scored"):
+            notes.append(f"{em['not_scored']} questions without EM (gold not parsable or no schema)")
+        note = f'<p class="muted">{e(" · ".join(notes))}</p>' if notes else ""
+        blocks.append(f'<div><h3>Exact-set-match components by hardness</h3>{note}<table class="data"><thead><tr>{head}'
+                      f'</tr></thead><tbody>{"".join(body)}</tbody></table>'
+                      '<p class="muted">Official rules: values and DISTINCT ignored, components compared as sets, '
+                      'columns unified along foreign keys. Hover a cell for accuracy and recall.</p></div>')  # fmt: skip
+    parts = [f'<div class="grid">{"".join(blocks)}</div>']
+    if ts is not None:
+        how = ("gold values plugged into the prediction" if ts["plug_value"] else "values as predicted") + \
+            (", DISTINCT kept" if ts["keep_distinct"] else ", DISTINCT removed from both queries")  # fmt: skip
+        parts.append(f'<p>Test suites from <code>{e(ts["dir"])}</code> ({e(how)}): '
+                     f'<b>{ts["correct_on_one_wrong_on_suite"]}</b> predictions right on the original database are wrong '
+                     f'on the suite; {ts["not_computed"]} comparisons not computed (permutation cap), '
+                     f'{ts["gold_errors"]} golds fail on a suite database.</p>')  # fmt: skip
+    return f'<section id="spider"><h2>Spider\'s own metrics</h2>{"".join(parts)}</section>'
+
+
+def _spider_cell(r: dict) -> str:
+    """A question's exact-match and test-suite verdicts, for its verdict cell."""
+    parts = []
+    if "exact_match" in r:
+        if r["exact_match"] is None:
+            parts.append(f"EM – ({e(r.get('match_error'))})")
+        else:
+            why = ", ".join(r.get("match_failed") or [])
+            parts.append(("EM ✓" if r["exact_match"] else "EM ✗" + (f" ({e(why)})" if why else ""))
+                         + (f" · {e(r['match_error'])}" if r.get("match_error") else ""))  # fmt: skip
+    if "ts_correct" in r:
+        parts.append(f"test suite {'✓' if r['ts_correct'] else '✗'} {r.get('ts_agreed')}/{r.get('ts_databases')} databases"
+                     + (" (values plugged)" if r.get("ts_plugged") else ""))  # fmt: skip
+    return f'<div class="spider">{"<br>".join(parts)}</div>' if parts else ""
 
 
 def _delta(s: dict, o: dict) -> float | None:
@@ -371,7 +456,7 @@ def _questions(run: RunData, cmp: Comparison | None, names: tuple[str, str | Non
         pred = r.get("predicted")
         pred_html = f"<pre>{e(pred)}</pre>" if pred is not None else '<span class="muted">no prediction</span>'
         pred_html += _rounds_html(r)
-        verdict = _badge(cat) + _guided_cell(r)
+        verdict = _badge(cat) + _guided_cell(r) + _spider_cell(r)
         if r.get("reason"):
             verdict += f'<div class="reason">{e(r["reason"])}</div>'
         if r.get("embedding_distance") is not None:
@@ -447,6 +532,7 @@ details summary{cursor:pointer;color:var(--run);margin:6px 0 0 18px}
 .reason{font-size:12px;color:var(--muted);margin-top:4px;word-break:break-word}
 .was{font-size:12px;color:var(--muted);margin-top:4px}
 .guided{font-size:12px;color:#8250df;margin-top:4px}
+.spider{font-size:12px;color:var(--muted);margin-top:4px}
 .rounds ol{padding-left:18px;margin:4px 0}.rounds li{margin:4px 0}
 .flip{display:inline-block;font-size:12px;font-weight:700;margin-top:4px}
 .filters{display:flex;gap:10px;align-items:center;margin:0 0 10px}
@@ -486,7 +572,7 @@ def render(run: RunData, cmp: Comparison | None = None, training: TrainingLog | 
     """The whole page as one string."""
     names = _names(run, cmp)
     title = f"{pct(run.summary['ex'])} EX · {names[0]}"
-    parts = [_headline(run, cmp, names), _accuracy(run, cmp, names), _errors(run, cmp, names)]
+    parts = [_headline(run, cmp, names), _accuracy(run, cmp, names), _spider(run), _errors(run, cmp, names)]
     if cmp is not None:
         parts.append(_comparison(run, cmp, names))
     parts.append(_guided(run, cmp, names))

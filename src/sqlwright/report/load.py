@@ -30,6 +30,7 @@ CATEGORIES: dict[str, tuple[str, str, str]] = {
     "missing": ("missing prediction", "#8c959f", "no prediction for this question"),
     "gold_error": ("gold SQL failed", "#9a6700", "the gold query itself failed"),
     "db_missing": ("database missing", "#d0d7de", "not scored: the database file is absent"),
+    "not_executed": ("not executed", "#afb8c1", "exact match only (--etype match): nothing was run"),
 }
 _UNKNOWN_NAME = re.compile(r"no such (column|table)", re.I)
 _ERROR_STATUS = {"syntax_error", "runtime_error", "forbidden", "timeout", "too_many_rows"}

@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from sqlwright.data.sources import SourceConfig, SourceData, benchmark_splits
+from sqlwright.data.sources import SourceConfig, SourceData, benchmark_splits, url_schema
 from sqlwright.db.introspect import introspect_sqlite
 from sqlwright.errors import UserError
 from sqlwright.types import Schema
@@ -20,6 +20,9 @@ def load(cfg: SourceConfig) -> SourceData:
         for ex in bench.examples:
             if ex.db_id not in schemas:
                 path = bench.db_path(ex.db_id)
+                if cfg.db_url:  # on a server or in DuckDB: the engine's schema, BIRD's descriptions when at hand
+                    schemas[ex.db_id] = add_descriptions(url_schema(ex.db_path, ex.db_id, cfg), path.parent / "database_description")
+                    continue
                 if not path.is_file():
                     raise UserError(f"{path}: database missing for db_id {ex.db_id!r}; for BIRD questions without databases use the 'bird-questions' source")
                 schemas[ex.db_id] = add_descriptions(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlwright.data.sources import SourceConfig, SourceData, benchmark_splits
+from sqlwright.data.sources import SourceConfig, SourceData, benchmark_splits, url_schema
 from sqlwright.db.introspect import apply_spider_keys, introspect_sqlite, schema_from_spider_entry
 from sqlwright.errors import UserError
 
@@ -15,7 +15,10 @@ def load(cfg: SourceConfig) -> SourceData:
             if ex.db_id in schemas:
                 continue
             path, entry = bench.db_path(ex.db_id), bench.tables.get(ex.db_id)
-            if path.is_file():
+            if cfg.db_url:  # on a server or in DuckDB: the engine's schema, Spider's keys
+                schema = url_schema(ex.db_path, ex.db_id, cfg, schema_from_spider_entry(entry) if entry else None)
+                schemas[ex.db_id] = apply_spider_keys(schema, entry) if entry else schema
+            elif path.is_file():
                 schema = introspect_sqlite(path, ex.db_id, examples=cfg.examples, rows=cfg.rows)
                 schemas[ex.db_id] = apply_spider_keys(schema, entry) if entry else schema
             elif entry:  # database file absent: the schema still comes from tables.json

@@ -10,7 +10,7 @@ import io
 import sqlite3
 from pathlib import Path
 
-from sqlwright.data.sources import SourceConfig, SourceData
+from sqlwright.data.sources import SourceConfig, SourceData, check_db_url, url_schema
 from sqlwright.db.introspect import introspect_sqlite, introspect_url
 from sqlwright.errors import UserError, did_you_mean
 from sqlwright.files import iter_jsonl
@@ -18,6 +18,22 @@ from sqlwright.types import Example
 
 REQUIRED = ("question", "sql")
 SUFFIXES = (".sqlite", ".db", ".sqlite3")
+
+
+class _Template(dict):
+    """db_id -> its URL under a ``{db_id}`` template (every db_id has one)."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__()
+        self.template = template
+
+    def __contains__(self, db: object) -> bool:
+        return bool(db)
+
+    def __missing__(self, db: str) -> str:
+        from sqlwright.db.urls import expand
+
+        return expand(self.template, db)
 
 
 def find_databases(folder: Path) -> dict[str, Path]:
@@ -59,8 +75,11 @@ def load(cfg: SourceConfig) -> SourceData:
     if not cfg.questions:
         raise UserError("the sqlite source needs --questions FILE (JSONL or CSV with question, sql, db_id)")
     qpath = Path(cfg.questions)
-    if cfg.url:
-        schema = introspect_url(cfg.url)
+    if cfg.db_url:  # a URL template: any db_id the questions name
+        check_db_url(cfg.db_url)
+        schemas, targets = {}, _Template(cfg.db_url)
+    elif cfg.url:
+        schema = introspect_url(cfg.url, examples=cfg.examples, rows=cfg.rows)
         schemas, targets = {schema.db_id: schema}, {schema.db_id: cfg.url}
     else:
         targets = {db: str(p) for db, p in find_databases(Path(cfg.path or ".")).items()}
@@ -74,9 +93,13 @@ def load(cfg: SourceConfig) -> SourceData:
                 raise UserError(f"{qpath}:{n}: empty or missing {key!r}")
         db = str(row.get("db_id") or "").strip() or (next(iter(targets)) if len(targets) == 1 else "")
         if db not in targets:
+            if cfg.db_url:
+                raise UserError(f"{qpath}:{n}: no db_id (with --db-url each question names its database)")
             what = f"unknown db_id {db!r}{did_you_mean(db, targets)}" if db else "no db_id, and there are several databases"
             raise UserError(f"{qpath}:{n}: {what} (databases: {', '.join(targets)})")
-        if db not in schemas:
+        if db not in schemas and cfg.db_url:
+            schemas[db] = url_schema(targets[db], db, cfg)
+        elif db not in schemas:
             try:
                 schemas[db] = introspect_sqlite(targets[db], db, examples=cfg.examples, rows=cfg.rows)
             except sqlite3.DatabaseError as e:
