@@ -111,6 +111,27 @@ class TimeSchedule(TrainerCallback):
         lr_scheduler._last_lr = [g["lr"] for g in lr_scheduler.optimizer.param_groups]  # what the first log shows
 
 
+def training_callbacks(cfg, out: Path, resolved_name: str, style: str) -> tuple[list, TimeBudget | None, DevAccuracy | None]:
+    """The callbacks every ``sqlwright train`` command uses, from its config: ``prompt.json`` and
+    the resolved config in each checkpoint, the time budget (``max_minutes``), the schedule over
+    time (``schedule_by_time``) and the dev execution accuracy (``dev_eval``).
+    Returns (callbacks, the budget or None, the dev-accuracy callback or None)."""
+    from sqlwright.train.config import dev_records
+
+    callbacks: list = [SaveWithCheckpoint([out / "prompt.json", out / resolved_name], cfg.model)]
+    budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes else None
+    if budget:
+        callbacks.append(budget)
+    if getattr(cfg, "schedule_by_time", False):  # the schedule over the minutes, epochs as many as fit
+        callbacks.append(TimeSchedule(cfg.max_minutes, cfg.lr_scheduler, cfg.warmup))
+    dev = None
+    if cfg.dev_eval.every:
+        e = cfg.dev_eval
+        dev = DevAccuracy(dev_records(cfg), e.every, e.max_new_tokens, e.batch_size, e.comparator, e.timeout, style)
+        callbacks.append(dev)
+    return callbacks, budget, dev
+
+
 class DevAccuracy(TrainerCallback):
     def __init__(self, records: list[dict], every: int, max_new_tokens: int, batch_size: int,
                  comparator: str, timeout: float, style: str):

@@ -167,13 +167,7 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
     from sqlwright.judge import Judge
     from sqlwright.prompts.formats import FORMATS
     from sqlwright.prompts.spec import PromptSpec
-    from sqlwright.train.callbacks import (
-        DevAccuracy,
-        SaveWithCheckpoint,
-        TimeBudget,
-        fix_adapter_base,
-    )
-    from sqlwright.train.config import dev_records
+    from sqlwright.train.callbacks import fix_adapter_base, training_callbacks
     from sqlwright.train.sft import _is_main, _peft_config, _precision, load_model_and_tokenizer
     from sqlwright.types import Limits
 
@@ -204,15 +198,7 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
                               answer=fmt.answer if fmt else "sql", dialect=getattr(spec, "dialect", None) or "sqlite")
         funcs = [extra_rewards[n] if n in extra_rewards else R.TRLReward(R.REWARDS[n], ctx) for n in cfg.rewards]
 
-        callbacks = [SaveWithCheckpoint([out / "prompt.json", out / RESOLVED_NAME], cfg.model)]
-        budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes else None
-        if budget:
-            callbacks.append(budget)
-        dev = None
-        if cfg.dev_eval.every:
-            e = cfg.dev_eval
-            dev = DevAccuracy(dev_records(cfg), e.every, e.max_new_tokens, e.batch_size, e.comparator, e.timeout, spec.style)
-            callbacks.append(dev)
+        callbacks, budget, dev = training_callbacks(cfg, out, RESOLVED_NAME, spec.style)
         trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tok, peft_config=None if already_peft else _peft_config(cfg),
                               callbacks=callbacks)

@@ -33,7 +33,6 @@ from sqlwright.train.config import (
     TrainConfig,
     check,
     cuda_available,
-    dev_records,
     raise_problems,
 )
 
@@ -197,13 +196,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
     from trl import SFTTrainer
 
     from sqlwright.prompts.spec import PromptSpec
-    from sqlwright.train.callbacks import (
-        DevAccuracy,
-        SaveWithCheckpoint,
-        TimeBudget,
-        TimeSchedule,
-        fix_adapter_base,
-    )
+    from sqlwright.train.callbacks import fix_adapter_base, training_callbacks
     from sqlwright.train.data import sft_dataset
 
     out = Path(cfg.output_dir)
@@ -220,18 +213,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
     dataset, too_long = sft_dataset(cfg.data, cfg.split, tok, cfg.max_length, cfg.max_examples, cfg.seed)
     if too_long and _is_main():
         print(f"sqlwright: left out {too_long} examples longer than max_length {cfg.max_length} tokens", file=sys.stderr)
-    callbacks = [SaveWithCheckpoint([out / "prompt.json", out / RESOLVED_NAME], cfg.model)]
-    budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes else None
-    if budget:
-        callbacks.append(budget)
-    if cfg.schedule_by_time:  # the schedule over the minutes, epochs as many as fit (TimeBudget stops)
-        callbacks.append(TimeSchedule(cfg.max_minutes, cfg.lr_scheduler, cfg.warmup))
-    dev = None
-    if cfg.dev_eval.every:
-        records = dev_records(cfg)  # databases resolved (and checked by check() above)
-        e = cfg.dev_eval
-        dev = DevAccuracy(records, e.every, e.max_new_tokens, e.batch_size, e.comparator, e.timeout, spec.style)
-        callbacks.append(dev)
+    callbacks, budget, dev = training_callbacks(cfg, out, RESOLVED_NAME, spec.style)
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                          processing_class=tok, peft_config=_peft_config(cfg), callbacks=callbacks)
