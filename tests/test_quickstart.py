@@ -136,13 +136,19 @@ def test_quickstart_end_to_end_on_cpu(tmp_path, capsys):
         assert len((out / stage / "predictions.jsonl").read_text().splitlines()) == 8
         summaries[stage] = json.loads((out / stage / "eval" / "summary.json").read_text())
         assert summaries[stage]["questions"] == summaries[stage]["scored"] == 8
+    for stage in ("baseline", "finetuned"):  # --guided schema (the default): a constrained run beside greedy
+        guided = json.loads((out / stage / "guided-schema" / "eval" / "summary.json").read_text())
+        assert guided["scored"] == 8 and guided["guided"]["constrained"] == 8
+    assert "Greedy and execution-guided (schema)" in printed
     training = json.loads((out / "model" / "train_summary.json").read_text())
     assert training["global_step"] >= 1 and (out / "model" / "adapter_config.json").is_file()
+    assert training["stopped_by_time_budget"] is True  # trained by time: the budget, not an epoch count, ended it
     report = (out / "report.html").read_text()
     assert "baseline" in report and "finetuned" in report and "loss" in report.lower()
     assert "Before and after fine-tuning" in printed and str((out / "report.html").resolve()) in printed
     # a rerun finds every stage finished and redoes none of them; only the report is written again
     finished = [out / "data" / "stats.json", out / "baseline" / "predictions.jsonl", out / "baseline" / "eval" / "summary.json",
+                out / "baseline" / "guided-schema" / "eval" / "summary.json",
                 out / "model" / "train_summary.json", out / "finetuned" / "predictions.jsonl",
                 out / "finetuned" / "eval" / "summary.json"]  # fmt: skip
     stamps = [p.stat().st_mtime_ns for p in finished]

@@ -60,6 +60,14 @@ RECIPE: dict = {
     "save_steps": 50,
     "report_to": [],
 }
+# --guided: predict options of the guided run of each model, and its cost relative to greedy
+# (measured on the 100 questions, bench/RESULTS.md: constrained ~1.3x, two refinement rounds ~2x)
+GUIDED: dict[str, tuple[dict, float]] = {
+    "none": ({}, 0.0),
+    "schema": ({"constrain": "schema"}, 1.3),
+    "refine": ({"refine": 2}, 2.0),
+    "schema+refine": ({"constrain": "schema", "refine": 2}, 2.3),
+}
 # options that make two runs in one folder the same run (a rerun with these unchanged resumes)
 IDENTITY = ("questions", "train_examples", "max_new_tokens")
 
@@ -87,6 +95,8 @@ class QuickstartConfig:
     train_examples: int = opt(TRAIN_QUESTIONS, f"Training examples (a seeded sample of the {TRAIN_QUESTIONS}).")
     max_new_tokens: int = opt(128, "Most tokens generated per answer.")
     batch_size: int = opt(16, "Prompts per generation batch.")
+    guided: str = opt("schema", "Execution-guided inference for both models, shown beside greedy: schema (constrained "
+                      "decoding: only the database's names), refine (2 rounds of self-correction), schema+refine, or none.")
     progress: bool = opt(True, "Show progress bars.")
 
     def check(self) -> list[str]:
@@ -101,6 +111,10 @@ class QuickstartConfig:
             p.append(f"--max-new-tokens must be at least 1, not {self.max_new_tokens}")
         if self.batch_size < 1:
             p.append(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.guided not in GUIDED:
+            from sqlwright.errors import did_you_mean
+
+            p.append(f"--guided must be one of {', '.join(GUIDED)}, not {self.guided!r}{did_you_mean(self.guided, GUIDED)}")
         return p
 
 
@@ -113,6 +127,7 @@ class QuickstartResult:
     training: dict  # train_summary.json
     seconds: float  # this invocation, wall clock
     reused: list[str] = field(default_factory=list)  # stages finished by an earlier run
+    guided: dict = field(default_factory=dict)  # --guided: {"baseline": summary, "finetuned": summary}
 
 
 def recipe_config(data: str, output_dir: str) -> TrainConfig:
@@ -263,12 +278,13 @@ def _print_plan(console, cfg: QuickstartConfig, out: Path, device: str, est: dic
     table.add_column("what")
     table.add_column("about", justify="right")
     n, t = cfg.questions, cfg.train_examples
+    g = f", greedy and guided ({cfg.guided})" if GUIDED[cfg.guided][0] else ""
     rows = [
         ("1", f"build the dataset: {TRAIN_QUESTIONS} train and {n} dev questions (cookbook prompt, compact schema)", est["build"]),
-        ("2", f"baseline: {MODEL} predicts the {n} dev questions; execute and score them", est["baseline"]),
+        ("2", f"baseline: {MODEL} predicts the {n} dev questions{g}; execute and score them", est["baseline"]),
         ("3", f"fine-tune (LoRA, CPU recipe) on {'all the' if t >= TRAIN_QUESTIONS else f'{t} of the'} training examples, "
               "for what the budget leaves", est["train"]),
-        ("4", "fine-tuned: predict and score the same questions", est["finetuned"]),
+        ("4", f"fine-tuned: predict and score the same questions{g}", est["finetuned"]),
         ("5", "compare: before/after table and report.html", est["report"]),
     ]
     for (step, what, seconds), key in zip(rows, ("build", "baseline", "train", "finetuned", "report"), strict=True):
@@ -330,7 +346,41 @@ def print_comparison(console, base: dict, tuned: dict, training: dict) -> None:
                       f"{'-' if loss is None else f'{loss:.3f}'}")  # fmt: skip
 
 
+def print_guided(console, mode: str, base: dict, tuned: dict, base_g: dict, tuned_g: dict) -> None:
+    """The 2 x 2 table: zero-shot / fine-tuned x greedy / guided, with failed-to-run counts."""
+    from rich.table import Table
+
+    table = Table(title=f"Greedy and execution-guided ({mode}), the same questions")
+    table.add_column("", style="bold")
+    table.add_column("greedy", justify="right")
+    table.add_column(f"guided ({mode})", justify="right")
+    table.add_column("change", justify="right")
+    for name, g, x in (("zero-shot", base, base_g), ("fine-tuned", tuned, tuned_g)):
+        table.add_row(name, f"{_pct(g['ex'])} ({_failed(g)} failed to run)", f"{_pct(x['ex'])} ({_failed(x)} failed to run)",
+                      _diff(g["ex"], x["ex"]))  # fmt: skip
+    console.print(table)
+
+
 # -- stages -----------------------------------------------------------------------------------
+def _stage_dirs(stage: Path, cfg: QuickstartConfig) -> list[Path]:
+    """The folders of a model's predictions: greedy (the stage folder) and guided, when asked."""
+    return [stage] + ([stage / f"guided-{cfg.guided}"] if GUIDED[cfg.guided][0] else [])
+
+
+def _guided_stage(model: str, data: Path, bench: Path, stage: Path, cfg: QuickstartConfig, console, label: str) -> dict | None:
+    """The guided run of one model (``--guided``), beside its greedy run; its summary."""
+    options = GUIDED[cfg.guided][0]
+    if not options:
+        return None
+    folder = stage / f"guided-{cfg.guided}"
+    console.print(f"{label}, guided ({cfg.guided}: {', '.join(f'--{k} {v}' for k, v in options.items())}):")
+    _predict(model, data, folder / "predictions.jsonl", cfg, **options)
+    summary, _ = _evaluate(folder / "predictions.jsonl", bench, folder / "eval", cfg)
+    _score_line(console, f"{label}, guided", summary)
+    return summary
+
+
+
 def _build(out: Path, bench: Path, cfg: QuickstartConfig) -> Path:
     from sqlwright.data.build import BuildConfig, build_dataset
     from sqlwright.data.sources import SourceConfig
@@ -345,9 +395,9 @@ def _build(out: Path, bench: Path, cfg: QuickstartConfig) -> Path:
     return data
 
 
-def _predict(model: str, data: Path, preds: Path, cfg: QuickstartConfig) -> tuple[dict, float | None]:
-    """Predict the dev split; (predict's summary, the seconds a whole prediction takes, or None
-    when nothing was left to predict)."""
+def _predict(model: str, data: Path, preds: Path, cfg: QuickstartConfig, **guided) -> tuple[dict, float | None]:
+    """Predict the dev split (``guided``: --constrain / --refine options); (predict's summary,
+    the seconds a whole prediction takes, or None when nothing was left to predict)."""
     from sqlwright.infer.backend import BackendConfig, GenerationConfig
     from sqlwright.predict import PredictConfig, predict
 
@@ -356,7 +406,8 @@ def _predict(model: str, data: Path, preds: Path, cfg: QuickstartConfig) -> tupl
     t0 = time.monotonic()
     s = predict(PredictConfig(BackendConfig(model=model, backend="hf", batch_size=cfg.batch_size), str(preds),
                               data=str(data), split="dev", progress=cfg.progress,
-                              generation=GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0)))  # fmt: skip
+                              generation=GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0),
+                              **guided))  # fmt: skip
     if not s["written"]:
         print(f"all {s['total']} questions already predicted in {preds} (reused)")
         return s, None
@@ -439,13 +490,15 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     budget = cfg.minutes * 60
     margin = max(20.0, 0.05 * budget)
     predict_s = state.get("baseline_predict_s") or predict_estimate(cfg.questions, cfg.max_new_tokens, device)
-    est = {"build": 10.0, "baseline": predict_s + EVAL_S, "finetuned": predict_s + EVAL_S, "report": 5.0}
+    guided, factor = GUIDED[cfg.guided]
+    stage_s = predict_s * (1 + factor) + EVAL_S * (2 if guided else 1)  # greedy, and guided when asked
+    est = {"build": 10.0, "baseline": stage_s, "finetuned": stage_s, "report": 5.0}
     est["train"] = max(MIN_TRAIN_S, budget - margin - TRAIN_OVERHEAD_S[device] - sum(est.values())) + TRAIN_OVERHEAD_S[device]
     done = {
         "build": (out / "data" / "stats.json").is_file(),
-        "baseline": (out / "baseline" / "eval" / "summary.json").is_file(),
+        "baseline": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "baseline", cfg)),
         "train": (out / "model" / "train_summary.json").is_file(),
-        "finetuned": (out / "finetuned" / "eval" / "summary.json").is_file(),
+        "finetuned": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "finetuned", cfg)),
     }
     _print_plan(console, cfg, out, device, est, done)
     if not done["train"] and sum(v for k, v in est.items() if k != "train") + margin + MIN_TRAIN_S > budget:
@@ -470,12 +523,14 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     if not eval_reused:
         state.set(eval_s=round(time.monotonic() - t_eval + 3.0, 1))  # + start-up of the pool
     _score_line(console, "baseline", base)
+    base_g = _guided_stage(MODEL, data, bench, out / "baseline", cfg, console, "baseline")
 
     _header(console, 3, "Fine-tune with LoRA (the CPU recipe) within the budget")
     rate = _effective_rate(_read_predictions(base_preds))
     train_tps = TRAIN_PER_RATE * rate if rate else None
     left = budget - (time.monotonic() - start)
-    reserve = predict_s + state.get("eval_s", EVAL_S) + 5.0 + margin + TRAIN_OVERHEAD_S[device]
+    reserve = (predict_s * (1 + factor) + state.get("eval_s", EVAL_S) * (2 if guided else 1) + 5.0 + margin
+               + TRAIN_OVERHEAD_S[device])
     train_s = left - reserve
     if train_s < MIN_TRAIN_S and not done["train"]:
         console.print(f"[yellow]the budget is spent ({left / 60:.1f} min left, ~{reserve / 60:.1f} min needed after "
@@ -488,14 +543,19 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     _predict(str(out / "model"), data, tuned_preds, cfg)
     tuned, _ = _evaluate(tuned_preds, bench, out / "finetuned" / "eval", cfg)
     _score_line(console, "fine-tuned", tuned)
+    tuned_g = _guided_stage(str(out / "model"), data, bench, out / "finetuned", cfg, console, "fine-tuned")
 
     _header(console, 5, "Compare")
     print_comparison(console, base, tuned, training)
+    if base_g is not None and tuned_g is not None:
+        print_guided(console, cfg.guided, base, tuned, base_g, tuned_g)
     report = _report(out)
     seconds = time.monotonic() - start
-    state.set(last_run_s=round(seconds, 1), baseline_ex=base["ex"], finetuned_ex=tuned["ex"])
+    state.set(last_run_s=round(seconds, 1), baseline_ex=base["ex"], finetuned_ex=tuned["ex"],
+              **({f"baseline_{cfg.guided}_ex": base_g["ex"], f"finetuned_{cfg.guided}_ex": tuned_g["ex"]} if base_g and tuned_g else {}))
     path = report.out.resolve()
     console.print(f"\nreport: {path}\nopen it in any browser (it needs no network): {path.as_uri()}\n"
                   f"  or: python -m webbrowser {path.as_uri()}")  # fmt: skip
     console.print(f"done in {seconds / 60:.1f} min (budget {cfg.minutes:g} min)")
-    return QuickstartResult(out, report.out, base, tuned, training, round(seconds, 1), reused)
+    return QuickstartResult(out, report.out, base, tuned, training, round(seconds, 1), reused,
+                            {"baseline": base_g, "finetuned": tuned_g} if base_g and tuned_g else {})
