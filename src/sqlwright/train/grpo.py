@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sqlwright.config import to_dict
 from sqlwright.errors import UserError
-from sqlwright.files import atomic_path, atomic_write_text
+from sqlwright.files import atomic_write_text
 from sqlwright.train.grpo_config import RESOLVED_NAME, GRPOTrainConfig, check
 
 
@@ -258,35 +258,21 @@ def _yaml(d: dict) -> str:
 def plot_rewards(history: list[dict], names: list[str], path: Path) -> None:
     """Mean reward, each component, the share matching the gold, and dev accuracy by step."""
     from sqlwright.train.callbacks import METRIC
+    from sqlwright.train.sft import save_plot, series
 
-    def series(key):
-        return [(h["step"], h[key]) for h in history if key in h and "step" in h]
-
-    total = series("reward")
+    total = series(history, "reward")
     if not total:
         return
-    try:
-        import matplotlib
-    except ImportError:
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(*zip(*total, strict=True), label="reward (weighted sum)", color="black")
-    for name in names:
-        s = series(f"rewards/{name}/mean")
-        if s:
-            ax.plot(*zip(*s, strict=True), label=name, alpha=0.7)
-    for key, label in (("execution/correct", "share matching gold"), (METRIC, "dev execution accuracy")):
-        s = series(key)
-        if s:
-            ax.plot(*zip(*s, strict=True), "o-" if key == METRIC else "--", label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward / share")
-    ax.legend(fontsize=8)
-    ax.set_title("sqlwright train grpo")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    def draw(fig, ax):
+        ax.plot(*zip(*total, strict=True), label="reward (weighted sum)", color="black")
+        for name in names:
+            if s := series(history, f"rewards/{name}/mean"):
+                ax.plot(*zip(*s, strict=True), label=name, alpha=0.7)
+        for key, label in (("execution/correct", "share matching gold"), (METRIC, "dev execution accuracy")):
+            if s := series(history, key):
+                ax.plot(*zip(*s, strict=True), "o-" if key == METRIC else "--", label=label)
+        ax.set_ylabel("reward / share")
+        ax.legend(fontsize=8)
+
+    save_plot(path, "sqlwright train grpo", draw)

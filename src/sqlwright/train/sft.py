@@ -268,14 +268,14 @@ def _write_resolved(cfg: TrainConfig, out: Path) -> None:
     atomic_write_text(out / RESOLVED_NAME, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def plot_loss(history: list[dict], path: Path) -> None:
-    """Training loss (and dev execution accuracy when logged) against the step."""
-    from sqlwright.train.callbacks import METRIC
+def series(history: list[dict], key: str) -> list[tuple]:
+    """(step, value) of ``key`` in a Trainer's ``log_history``."""
+    return [(h["step"], h[key]) for h in history if key in h and "step" in h]
 
-    loss = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
-    acc = [(h["step"], h[METRIC]) for h in history if METRIC in h and "step" in h]
-    if not loss:
-        return
+
+def save_plot(path: Path, title: str, draw) -> None:
+    """A 7x4 PNG at ``path`` (written atomically): ``draw(fig, ax)`` draws on it. Nothing when
+    matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -284,16 +284,30 @@ def plot_loss(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(*zip(*loss, strict=True), label="training loss", color="tab:blue")
+    draw(fig, ax)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    if acc:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*acc, strict=True), "o-", color="tab:green", label="dev execution accuracy")
-        ax2.set_ylabel("dev execution accuracy")
-        ax2.set_ylim(0, 1)
-    ax.set_title("sqlwright train sft")
+    ax.set_title(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def plot_loss(history: list[dict], path: Path) -> None:
+    """Training loss (and dev execution accuracy when logged) against the step."""
+    from sqlwright.train.callbacks import METRIC
+
+    loss, acc = series(history, "loss"), series(history, METRIC)
+    if not loss:
+        return
+
+    def draw(fig, ax):
+        ax.plot(*zip(*loss, strict=True), label="training loss", color="tab:blue")
+        ax.set_ylabel("loss")
+        if acc:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*acc, strict=True), "o-", color="tab:green", label="dev execution accuracy")
+            ax2.set_ylabel("dev execution accuracy")
+            ax2.set_ylim(0, 1)
+
+    save_plot(path, "sqlwright train sft", draw)
