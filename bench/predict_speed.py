@@ -79,11 +79,24 @@ def mode_backend(backend: HFBackend, mode: str, batch_size: int, concat_cache: b
     return b
 
 
+def decode_steps(outs: list) -> int:
+    """Decoding steps the batches ran: each batch runs until its longest row ends, so a batch of
+    16 costs max(completion tokens) steps of 16 rows whatever its shorter rows generated."""
+    steps, i = 0, 0
+    while i < len(outs):
+        size = max(1, outs[i].extra.get("batch_size", 1))
+        steps += max(o.completion_tokens for o in outs[i:i + size])
+        i += size
+    return steps
+
+
 def summary(mode: str, b: HFBackend, outs: list, secs: float, cpu: float, load_before: float) -> dict:
     tokens = sum(o.completion_tokens for o in outs)
+    steps = decode_steps(outs)
     shared = [o.extra.get("shared_prefix_tokens", 0) for o in outs]
     return {"mode": mode, "batch_size": b.batch_size, "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
             "completion_tokens": tokens, "tokens_per_s": round(tokens / secs, 2),
+            "decode_steps": steps, "ms_per_step": round(1000 * secs / steps, 1) if steps else None,
             "prompt_tokens": sum(o.prompt_tokens for o in outs), "shared_prefix_tokens": sum(shared),
             "load1_before": load_before, "load1_after": load1(),
             "errors": sum(o.error is not None for o in outs), "texts": {o.id: o.texts[0] for o in outs}}  # fmt: skip
@@ -164,8 +177,8 @@ def main() -> None:
     print(f"\ndevice: {device}; model {args.model} ({backend.dtype}); {len(reqs)} prompts; greedy; "
           f"max_new_tokens {args.max_new_tokens}; {'interleaved' if args.interleave else 'one run after another'}; "
           f"KV cache {'concatenated (transformers DynamicCache)' if args.concat_cache else 'written in place'}\n")
-    print("| run | mode | seconds | CPU seconds | completion tokens | tokens/s | load (1 min) before → after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | mode | seconds | CPU seconds | completion tokens | tokens/s | decoding steps | ms per step | load (1 min) before → after |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs, 1):
         kind = r["mode"].partition(":")[0]
         sharing = {"shared": "shared prefix", "plain": "no sharing"}.get(kind, f"shared prefix, constrained: {kind}")

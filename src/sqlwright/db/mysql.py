@@ -52,6 +52,34 @@ def _driver():
     return pymysql
 
 
+_CONNECTION = None
+
+
+def _connection_class():
+    """PyMySQL's Connection, with the TLS context of its default (PREFERRED) mode built once
+    per process instead of once per connection: building it loads the system's CA store,
+    about 22 ms, more than the connection itself. The context is the same (TLS when the
+    server offers it, verification as PyMySQL sets it); explicit ``ssl_*`` options are
+    built as PyMySQL builds them."""
+    global _CONNECTION
+    if _CONNECTION is None:
+        from pymysql.connections import Connection
+
+        class _Connection(Connection):
+            _preferred_ctx = None
+
+            def _create_ssl_ctx(self, sslp):
+                if isinstance(sslp, dict) and not sslp:  # PREFERRED mode's default context
+                    cls = type(self)
+                    if cls._preferred_ctx is None:
+                        cls._preferred_ctx = super()._create_ssl_ctx(sslp)
+                    return cls._preferred_ctx
+                return super()._create_ssl_ctx(sslp)
+
+        _CONNECTION = _Connection
+    return _CONNECTION
+
+
 def connect_args(target: str) -> dict:
     """PyMySQL's arguments for a ``mysql://`` / ``mariadb://`` URL (password from the URL,
     ``MYSQL_PWD`` or ``~/.my.cnf``)."""
@@ -85,7 +113,7 @@ class MySQLExecutor(ServerExecutor):
 
         args = connect_args(target)
         try:
-            conn = pymysql.connect(**args, cursorclass=SSCursor)
+            conn = _connection_class()(**args, cursorclass=SSCursor)
         except pymysql.MySQLError as e:
             code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
             if code == MISSING_DB:
@@ -118,9 +146,8 @@ class MySQLExecutor(ServerExecutor):
         return cur
 
     def _interrupt(self, conn: Any) -> None:
-        pymysql = _driver()
         _, args = self._meta[id(conn)]
-        killer = pymysql.connect(**{**args, "database": None, "connect_timeout": 5})
+        killer = _connection_class()(**{**args, "database": None, "connect_timeout": 5})
         try:
             with killer.cursor() as cur:
                 cur.execute(f"KILL QUERY {int(conn.thread_id())}")

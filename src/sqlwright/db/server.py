@@ -3,10 +3,14 @@ reused connections per worker, a watchdog that stops a query that overruns, the 
 value normalisation. Each engine supplies how to connect, run, interrupt and classify.
 
 ``execute(target, sql) -> ExecResult`` never raises for anything a query can do. The
-engine's own timeout stops a query first; the watchdog (a timer thread) interrupts it
-``WATCHDOG_SLACK`` seconds later in case the engine did not (PostgreSQL cancel request,
-MySQL ``KILL QUERY``, DuckDB ``interrupt()``), and after a watchdog stop the connection is
-checked and dropped when it is not usable, so nothing keeps running on the server.
+engine's own timeout stops a query first; the watchdog interrupts it ``WATCHDOG_SLACK``
+seconds later in case the engine did not (PostgreSQL cancel request, MySQL ``KILL QUERY``,
+DuckDB ``interrupt()``), and after a watchdog stop the connection is checked and dropped
+when it is not usable, so nothing keeps running on the server. The watchdog is one thread
+per executor, armed for each statement and disarmed after it (a thread started per
+statement cost more than the statement on Spider's queries: bench/RESULTS.md, issue 15's
+speed section); disarming waits for an interrupt already under way, so it never reaches
+the next statement.
 """
 
 from __future__ import annotations
@@ -39,6 +43,48 @@ def missing_driver(package: str, extra: str) -> ImportError:
     return ImportError(f"{package} is not installed; install with: pip install 'sqlwright[{extra}]'")
 
 
+class Watchdog:
+    """A daemon thread that calls the armed action once its deadline passes, unless it is
+    disarmed first. One statement at a time: ``arm`` replaces what was armed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deadline = 0.0
+        self._action: Any = None
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Any) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():  # first use, or in a forked child
+                self._thread = threading.Thread(target=self._loop, name="sqlwright-watchdog", daemon=True)
+                self._thread.start()
+            self._deadline = time.monotonic() + seconds
+            self._action = action
+            self._cond.notify_all()
+
+    def disarm(self) -> None:
+        """Cancel what is armed; if its action is running, wait until it has finished."""
+        with self._cond:
+            self._action = None
+            while self._running:
+                self._cond.wait()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._action is None or time.monotonic() < self._deadline:
+                    self._cond.wait(None if self._action is None else self._deadline - time.monotonic())
+                action, self._action, self._running = self._action, None, True
+            try:
+                with contextlib.suppress(Exception):
+                    action()
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+
 class ServerExecutor:
     dialect = ""
     watchdog_slack = WATCHDOG_SLACK
@@ -47,6 +93,7 @@ class ServerExecutor:
         self.limits = limits
         self.max_open = max_open
         self._conns: OrderedDict[str, Any] = OrderedDict()
+        self._watchdog = Watchdog()
 
     # -- what an engine provides --------------------------------------------------------
     def _open(self, target: str) -> Any:  # raises ConnectFailed
@@ -113,12 +160,11 @@ class ServerExecutor:
             with contextlib.suppress(Exception):  # the connection went away meanwhile
                 self._interrupt(conn)
 
-        timer = threading.Timer(limits.timeout + self.watchdog_slack, stop)
-        timer.daemon = True
+        watchdog = self._watchdog
         start = time.monotonic()
         cursor = None
         result: ExecResult
-        timer.start()
+        watchdog.arm(limits.timeout + self.watchdog_slack, stop)
         try:
             cursor = self._start(conn, sql)
             if cursor.description is None:
@@ -129,7 +175,7 @@ class ServerExecutor:
                     rows.extend(chunk)
                     if len(rows) > limits.max_rows:
                         stop()  # the rest is not wanted: stop sending it
-                        return self._done(target, conn, cursor, timer, ExecResult(
+                        return self._done(target, conn, cursor, ExecResult(
                             Status.TOO_MANY_ROWS, error=f"more than {limits.max_rows} rows (raise --max-rows)",
                             elapsed=time.monotonic() - start))  # fmt: skip
                 columns = tuple(str(d[0]) for d in cursor.description)
@@ -137,7 +183,7 @@ class ServerExecutor:
         except Exception as e:
             got = self._classify(e)
             if got is None:
-                timer.cancel()
+                watchdog.disarm()
                 raise
             status, msg = got
             if fired.is_set() and status is not Status.TIMEOUT:
@@ -145,10 +191,10 @@ class ServerExecutor:
             if status is Status.TIMEOUT:
                 msg = f"stopped after {limits.timeout:g} s"
             result = ExecResult(status, error=mask_in(" ".join(msg.split()), target), elapsed=time.monotonic() - start)
-        return self._done(target, conn, cursor, timer, result)
+        return self._done(target, conn, cursor, result)
 
-    def _done(self, target: str, conn: Any, cursor: Any, timer: threading.Timer, result: ExecResult) -> ExecResult:
-        timer.cancel()
+    def _done(self, target: str, conn: Any, cursor: Any, result: ExecResult) -> ExecResult:
+        self._watchdog.disarm()
         try:
             self._finish(conn, cursor)
         except Exception:  # broken, or left busy by an interrupt: open a fresh one next time

@@ -285,6 +285,7 @@ def evaluate(cfg: EvalConfig) -> EvalRun:
         records = [_unexecuted_record(ex, paired.get(ex.id), difficulty.get(ex.id)) for ex in bench.examples]
     else:
         with Judge(cfg.comparator, limits, workers) as judge:
+            judge.pool.trust(db_paths.values() if cfg.db_url else ())  # probed above
             distinct = judge.distinct(items)
             judge.pool.start(workers if suites else min(workers, distinct))
             with progress_bar(distinct, "executing", cfg.progress, unit="queries") as advance:
