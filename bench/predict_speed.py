@@ -184,7 +184,7 @@ def main() -> None:
         sharing = {"shared": "shared prefix", "plain": "no sharing"}.get(kind, f"shared prefix, constrained: {kind}")
         name = "one at a time" if kind == "single" else f"batched ({r['batch_size']}), {sharing}"
         print(f"| {i} | {name} | {r['seconds']} | {r['cpu_seconds']} | {r['completion_tokens']} | "
-              f"{r['tokens_per_s']} | {r['load1_before']} → {r['load1_after']} |")
+              f"{r['tokens_per_s']} | {r['decode_steps']} | {r['ms_per_step']} | {r['load1_before']} → {r['load1_after']} |")
     single = next((r for r in runs if r["mode"].startswith("single")), None)
     if single:
         print()
