@@ -36,3 +36,4 @@ run constrain-schema --constrain schema
 run refine-2 --refine 2
 run vote-valid-8 --n 8 --temperature 0.7 --select vote-valid
 run constrain+refine-2 --constrain schema --refine 2
+run constrain+vote-valid-8 --constrain schema --n 8 --temperature 0.7 --select vote-valid

@@ -180,6 +180,14 @@ def _executor():
 
 
 @functools.lru_cache(maxsize=1)
+def _prefetcher():
+    """One thread that computes the next step's masks while the model runs (``prefetch``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlwright-grammar")
+
+
+@functools.lru_cache(maxsize=1)
 def _processor_class():
     import torch
     from transformers import LogitsProcessor
@@ -197,6 +205,7 @@ def _processor_class():
             self.matchers: list | None = None
             self.failed: set[int] = set()  # rows whose matcher rejected a token (should not happen)
             self._executor = _executor()
+            self._pending = None  # (tokens, future of their masks), started by prefetch()
 
         def _start(self, rows: int) -> None:
             if rows % len(self.grammars):
@@ -204,12 +213,9 @@ def _processor_class():
             n = rows // len(self.grammars)
             self.matchers = [self._compiled[self.grammars[i // n]].deep_copy() for i in range(rows)]
 
-        def __call__(self, input_ids, scores):
-            rows, width = scores.shape
-            if self.matchers is None:
-                self._start(rows)
-            else:
-                last = input_ids[:, -1].tolist()
+        def _advance(self, last: list[int] | None):
+            """Feed each row its last token (None: the first step), then the next masks."""
+            if last is not None:
                 for i, m in enumerate(self.matchers):
                     if m.is_stopped() or i in self.failed:
                         continue  # finished (transformers feeds padding from here on)
@@ -217,11 +223,34 @@ def _processor_class():
                         self.failed.add(i)
                         log.warning("constrained decoding: row %d left its grammar (%s)", i, m.get_error()[:200])
             words = (self.llt.vocab_size + 31) // 32
-            bitmask = torch.empty((rows, words), dtype=torch.int32)
+            bitmask = torch.empty((len(self.matchers), words), dtype=torch.int32)
             lg.torch.fill_next_token_bitmask_par(self._executor, [(m, i) for i, m in enumerate(self.matchers)], bitmask)
-            # unpack the bits with a byte lookup (a gather; 3-4x cheaper than shifting every word 32 times);
-            # token t is bit t % 8 of byte t // 8 of the little-endian int32 words
-            blocked = _BLOCKED_BITS[bitmask.view(torch.uint8).long()].reshape(rows, words * 32)
+            return bitmask
+
+        def prefetch(self, last: list[int]) -> None:
+            """Start the next step's masks now, from the tokens just chosen: called as the model's
+            forward pass for them begins, so the masks are computed while the forward runs."""
+            if self.matchers is None or len(last) != len(self.matchers) or self._pending is not None:
+                return
+            self._pending = (last, _prefetcher().submit(self._advance, last))
+
+        def __call__(self, input_ids, scores):
+            rows, width = scores.shape
+            if self.matchers is None:
+                self._start(rows)
+                bitmask = self._advance(None)
+            else:
+                last = input_ids[:, -1].tolist()
+                pending, self._pending = self._pending, None
+                if pending is not None:
+                    bitmask = pending[1].result()
+                    if pending[0] != last:  # cannot happen with transformers' generate: the forward saw these tokens
+                        raise RuntimeError("constrained decoding: the prefetched tokens are not the ones generated")
+                else:
+                    bitmask = self._advance(last)
+            # unpack the bits with a byte lookup; token t is bit t % 8 of byte t // 8 of the
+            # little-endian int32 words
+            blocked = _BLOCKED_BITS[bitmask.view(torch.uint8).long()].reshape(rows, -1)
             blocked = blocked[:, :width] if blocked.shape[1] >= width else torch.nn.functional.pad(blocked, (0, width - blocked.shape[1]), value=True)
             dead = blocked.all(dim=1)
             for i in self.failed:

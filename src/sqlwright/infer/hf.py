@@ -254,9 +254,17 @@ class HFBackend:
                 from transformers import LogitsProcessorList
 
                 cache_kw["logits_processor"] = LogitsProcessorList([constraint])
-            out = self.model.generate(input_ids=input_ids.to(self.device),
-                                      attention_mask=attention.to(self.device),
-                                      generation_config=gen_config, **cache_kw)
+            hook = None
+            if constraint is not None:  # the next masks are computed while each decoding step's forward runs
+                target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+                hook = target.register_forward_pre_hook(_prefetch_hook(constraint), with_kwargs=True)
+            try:
+                out = self.model.generate(input_ids=input_ids.to(self.device),
+                                          attention_mask=attention.to(self.device),
+                                          generation_config=gen_config, **cache_kw)
+            finally:
+                if hook is not None:
+                    hook.remove()
         width = input_ids.shape[1]
         new = out[:, width:].tolist()
         latency = (time.perf_counter() - start) / len(prompts)
@@ -376,6 +384,17 @@ class HFBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _prefetch_hook(constraint):
+    """A forward pre-hook that hands a decoding step's new tokens to the grammar processor."""
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
+        if ids is not None and ids.dim() == 2 and ids.shape[1] == 1:
+            constraint.prefetch(ids[:, 0].tolist())
+
+    return hook
 
 
 def load_tokenizer(resolved: ResolvedModel, label: str, **kwargs):
