@@ -221,7 +221,7 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
         summary = {
             "global_step": trainer.state.global_step,
             "train_runtime_s": round(wall, 2),
-            "reward_seconds": round(reward_s, 2),
+            "reward_seconds": round(reward_s, 4),
             "reward_share_of_time": round(reward_s / wall, 4) if wall else None,
             "resumed_from": last,
             "questions": len(rows),
