@@ -99,6 +99,13 @@ class TimeSchedule(TrainerCallback):
         p = (f - self.warmup) / (1 - self.warmup)
         return {"cosine": 0.5 * (1 + math.cos(math.pi * p)), "linear": 1 - p, "constant": 1.0}[self.kind]
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """The progress that means something when epochs are left open: time, not steps."""
+        if state.is_world_process_zero and self.start is not None:
+            loss = f", loss {logs['loss']:.4f}" if logs and isinstance(logs.get("loss"), (int, float)) else ""
+            print(f"training: step {state.global_step}, {self.fraction() * self.seconds / 60:.1f} of "
+                  f"{self.seconds / 60:.1f} min{loss}", file=sys.stderr, flush=True)
+
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         import time
 

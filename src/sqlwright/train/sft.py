@@ -164,6 +164,8 @@ def trl_config(cfg: TrainConfig, precision: str):
         use_cpu=not cuda_available(),
         ddp_find_unused_parameters=False,
     )
+    if cfg.schedule_by_time:  # a step bar over open epochs says nothing; TimeSchedule prints time instead
+        args["disable_tqdm"] = True
     if not cfg.packing and cfg.group_by_length:
         args["train_sampling_strategy"] = "group_by_length"
     # transformers >= 5 calls it activation checkpointing (the old name still works, with a warning)
