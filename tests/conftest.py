@@ -136,27 +136,25 @@ def dataset(bird_dir, tmp_path):
 
 
 # -- real database servers (tests/servers.py): one of each per test session --------------------
-@pytest.fixture(scope="session")
-def pg_server():
-    """A PostgreSQL server on 127.0.0.1 (skips when its binaries are absent)."""
-    from servers import Unavailable, start_postgres
+def _session_server(start_name: str):
+    """Start a server with ``servers.<start_name>()`` for the session; skip when it cannot be."""
+    import servers
 
     try:
-        server = start_postgres()
-    except Unavailable as e:
+        server = getattr(servers, start_name)()
+    except servers.Unavailable as e:
         pytest.skip(str(e))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server on 127.0.0.1 (skips when its binaries are absent)."""
+    yield from _session_server("start_postgres")
 
 
 @pytest.fixture(scope="session")
 def maria_server():
     """A MariaDB server on 127.0.0.1 (skips when its binaries are absent)."""
-    from servers import Unavailable, start_mariadb
-
-    try:
-        server = start_mariadb()
-    except Unavailable as e:
-        pytest.skip(str(e))
-    yield server
-    server.stop()
+    yield from _session_server("start_mariadb")

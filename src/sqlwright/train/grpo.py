@@ -49,18 +49,10 @@ class GRPOResult:
 def trl_config(cfg: GRPOTrainConfig, precision: str):
     from trl import GRPOConfig
 
-    from sqlwright.train.sft import _liger, cuda_available
+    from sqlwright.train.sft import build_trl_config, shared_trl_args
 
-    args = dict(
-        output_dir=cfg.output_dir,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup,
-        weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+    args = shared_trl_args(cfg, precision)
+    args.update(
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
@@ -73,28 +65,9 @@ def trl_config(cfg: GRPOTrainConfig, precision: str):
         reward_weights=cfg.reward_weights,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_liger_kernel=_liger(cfg),
-        seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=list(cfg.report_to) or "none",
-        use_cpu=not cuda_available(),
         remove_unused_columns=False,  # the rewards read gold_sql and target
-        ddp_find_unused_parameters=False,
     )
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in GRPOConfig.__dataclass_fields__ else "gradient_checkpointing"
-    args[ckpt] = cfg.gradient_checkpointing
-    if cfg.gradient_checkpointing:
-        args[f"{ckpt}_kwargs"] = {"use_reentrant": False}
-    args.update(cfg.trainer)
-    try:
-        return GRPOConfig(**args)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"trainer settings rejected by trl: {e}") from None
+    return build_trl_config(GRPOConfig, cfg, args)
 
 
 def prompt_rows(cfg: GRPOTrainConfig) -> list[dict]:
@@ -155,11 +128,9 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
     from sqlwright.train import rewards as R
 
     extra_rewards = extra_rewards or {}
-    problems = check(cfg, source)
-    problems = [q for q in problems if not any(f"unknown reward {n!r}" in q for n in extra_rewards)]
     from sqlwright.train.config import raise_problems
 
-    raise_problems(problems)
+    raise_problems(check(cfg, source, extra_rewards))
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer

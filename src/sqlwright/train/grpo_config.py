@@ -10,6 +10,7 @@ model, data and mode resumes from the last checkpoint.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,8 +96,9 @@ class GRPOTrainConfig:
         return check(self, "")
 
 
-def check(cfg: GRPOTrainConfig, source: str = "config") -> list[str]:
-    """Every problem with ``cfg`` that can be found without loading a model, together."""
+def check(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: Collection[str] = ()) -> list[str]:
+    """Every problem with ``cfg`` that can be found without loading a model, together.
+    ``extra_rewards``: reward names a Python caller supplies beyond the registry."""
     from sqlwright.judge.compare import COMPARATORS
     from sqlwright.train.rewards import REWARDS
 
@@ -105,7 +107,7 @@ def check(cfg: GRPOTrainConfig, source: str = "config") -> list[str]:
     if not cfg.rewards:
         p.append(f"{where}rewards: name at least one ({', '.join(REWARDS)})")
     for name in cfg.rewards:
-        if name not in REWARDS:
+        if name not in REWARDS and name not in extra_rewards:
             p.append(f"{where}rewards: unknown reward {name!r}{did_you_mean(name, REWARDS)} (choose: {', '.join(REWARDS)})")
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         p.append(f"{where}reward_weights: {len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards "

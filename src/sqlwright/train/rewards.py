@@ -80,17 +80,12 @@ def completion_text(completion) -> str:
     return str(completion or "")
 
 
-def _answer_sql(text: str, ctx: RewardContext) -> str:
-    """The SQL the evaluator would take from ``text`` (CoT answers: the final ```sql block)."""
-    return extract_sql(text)
-
-
 @register("execution", needs_judge=True)
 def execution(texts: list[str], columns: dict[str, list], ctx: RewardContext) -> Scores:
     """The result matches the gold's: ``correct`` (1), runs but differs: ``executes`` (0.1), else ``fails`` (0)."""
     from sqlwright.judge import Item
 
-    sqls = [_answer_sql(t, ctx) for t in texts]
+    sqls = [extract_sql(t) for t in texts]
     items = [Item(target, gold, [sql or None]) for target, gold, sql in
              zip(columns["target"], columns["gold_sql"], sqls, strict=True)]
     judged = ctx.judge.judge_many(items)
@@ -145,7 +140,7 @@ def syntax(texts: list[str], columns: dict[str, list], ctx: RewardContext) -> Sc
 
     scores, reasons = [], []
     for text in texts:
-        sql = _answer_sql(text, ctx)
+        sql = extract_sql(text)
         if not sql:
             scores.append(0.0)
             reasons.append("no SQL")
@@ -175,7 +170,7 @@ def ngram(texts: list[str], columns: dict[str, list], ctx: RewardContext) -> Sco
     """F1 of token bigrams shared with the gold SQL: a shaping signal only, and one a policy can game."""
     scores = []
     for text, gold in zip(texts, columns["gold_sql"], strict=True):
-        pred, ref = _bigrams(_answer_sql(text, ctx)), _bigrams(gold or "")
+        pred, ref = _bigrams(extract_sql(text)), _bigrams(gold or "")
         common = sum((pred & ref).values())
         if not common:
             scores.append(0.0)

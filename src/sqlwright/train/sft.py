@@ -134,26 +134,22 @@ def _peft_config(cfg: TrainConfig):
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
 
 
-def trl_config(cfg: TrainConfig, precision: str):
-    from trl import SFTConfig
-
-    args = dict(
+def shared_trl_args(cfg, precision: str) -> dict:
+    """The trl config arguments every ``sqlwright train`` command sets the same way from its
+    own keys (``schedule_by_time``: epochs left open, the schedule driven by ``TimeSchedule``)."""
+    by_time = getattr(cfg, "schedule_by_time", False)
+    return dict(
         output_dir=cfg.output_dir,
-        num_train_epochs=TIME_EPOCHS if cfg.schedule_by_time else cfg.epochs,
-        max_steps=-1 if cfg.schedule_by_time else cfg.max_steps,
+        num_train_epochs=TIME_EPOCHS if by_time else cfg.epochs,
+        max_steps=-1 if by_time else cfg.max_steps,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type="constant" if cfg.schedule_by_time else cfg.lr_scheduler,  # TimeSchedule drives it
-        warmup_steps=0 if cfg.schedule_by_time else cfg.warmup,
+        lr_scheduler_type="constant" if by_time else cfg.lr_scheduler,  # TimeSchedule drives it
+        warmup_steps=0 if by_time else cfg.warmup,
         weight_decay=cfg.weight_decay,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        max_length=cfg.max_length,
-        packing=cfg.packing,
-        packing_strategy="bfd",
-        completion_only_loss=True,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        tf32=True if (cuda_available() and precision != "fp32") else None,
         use_liger_kernel=_liger(cfg),
         seed=cfg.seed,
         logging_steps=cfg.logging_steps,
@@ -163,21 +159,34 @@ def trl_config(cfg: TrainConfig, precision: str):
         report_to=list(cfg.report_to) or "none",
         use_cpu=not cuda_available(),
         ddp_find_unused_parameters=False,
+        **({"disable_tqdm": True} if by_time else {}),  # a step bar over open epochs says nothing; TimeSchedule prints time
     )
-    if cfg.schedule_by_time:  # a step bar over open epochs says nothing; TimeSchedule prints time instead
-        args["disable_tqdm"] = True
-    if not cfg.packing and cfg.group_by_length:
-        args["train_sampling_strategy"] = "group_by_length"
+
+
+def build_trl_config(config_cls, cfg, args: dict):
+    """``config_cls(**args)`` with activation checkpointing and the ``trainer:`` extras added;
+    a setting trl rejects is one line (exit 2)."""
     # transformers >= 5 calls it activation checkpointing (the old name still works, with a warning)
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ else "gradient_checkpointing"
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in config_cls.__dataclass_fields__ else "gradient_checkpointing"
     args[ckpt] = cfg.gradient_checkpointing
     if cfg.gradient_checkpointing:
         args[f"{ckpt}_kwargs"] = {"use_reentrant": False}
     args.update(cfg.trainer)
     try:
-        return SFTConfig(**args)
+        return config_cls(**args)
     except (ValueError, TypeError) as e:
         raise UserError(f"trainer settings rejected by trl: {e}") from None
+
+
+def trl_config(cfg: TrainConfig, precision: str):
+    from trl import SFTConfig
+
+    args = shared_trl_args(cfg, precision)
+    args.update(max_length=cfg.max_length, packing=cfg.packing, packing_strategy="bfd", completion_only_loss=True,
+                tf32=True if (cuda_available() and precision != "fp32") else None)
+    if not cfg.packing and cfg.group_by_length:
+        args["train_sampling_strategy"] = "group_by_length"
+    return build_trl_config(SFTConfig, cfg, args)
 
 
 # epochs left open under schedule_by_time: the time budget, not the epoch count, ends training
