@@ -335,3 +335,17 @@ def test_schedule_by_time_uses_the_whole_budget_and_ends_its_schedule_with_it(ti
 def test_schedule_by_time_needs_max_minutes(tiny, dataset, tmp_path):
     with pytest.raises(UserError, match="schedule_by_time needs max_minutes"):
         sft(config(tiny, dataset, tmp_path / "run", schedule_by_time=True))
+
+
+def test_resume_passes_over_a_checkpoint_whose_save_was_killed(tmp_path):
+    from sqlwright.train.callbacks import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none") is None
+    for step in (2, 4, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (tmp_path / "checkpoint-10" / "adapter_model.safetensors").write_bytes(b"")  # killed before trainer_state.json
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_st')  # torn while writing it
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")

@@ -29,6 +29,29 @@ def fix_adapter_base(folder: Path, model_name: str) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
 
 
+def last_checkpoint(folder: Path | str) -> str | None:
+    """The newest *complete* ``checkpoint-N`` in ``folder`` to resume from, or None.
+
+    The Trainer writes ``trainer_state.json`` last when it saves a checkpoint, so a folder
+    without a readable one is a save that was killed halfway (``kill -9``, a lost machine):
+    resuming from it fails ("Can't find a valid checkpoint"), so it is passed over."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.glob("checkpoint-*"):
+        suffix = p.name.rsplit("-", 1)[-1]
+        if p.is_dir() and suffix.isdigit():
+            found.append((int(suffix), p))
+    for _, p in sorted(found, reverse=True):
+        try:
+            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(p)
+    return None
+
+
 class SaveWithCheckpoint(TrainerCallback):
     """Copy ``prompt.json`` (and the resolved config) into each checkpoint; fix adapter bases."""
 

@@ -132,13 +132,12 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
 
     raise_problems(check(cfg, source, extra_rewards))
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
 
     from sqlwright.judge import Judge
     from sqlwright.prompts.formats import FORMATS
     from sqlwright.prompts.spec import PromptSpec
-    from sqlwright.train.callbacks import fix_adapter_base, training_callbacks
+    from sqlwright.train.callbacks import fix_adapter_base, last_checkpoint, training_callbacks
     from sqlwright.train.sft import _is_main, _peft_config, _precision, load_model_and_tokenizer
     from sqlwright.types import Limits
 
@@ -175,7 +174,7 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
                               callbacks=callbacks)
         if dev is not None:
             dev.trainer = trainer
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        last = last_checkpoint(out)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=last)
         wall = time.perf_counter() - start

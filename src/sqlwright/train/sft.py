@@ -203,11 +203,10 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
     except ImportError:
         raise UserError("training needs trl, peft and torch: pip install 'sqlwright[train]'") from None
     raise_problems(check(cfg, source))
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     from sqlwright.prompts.spec import PromptSpec
-    from sqlwright.train.callbacks import fix_adapter_base, training_callbacks
+    from sqlwright.train.callbacks import fix_adapter_base, last_checkpoint, training_callbacks
     from sqlwright.train.data import sft_dataset
 
     out = Path(cfg.output_dir)
@@ -230,7 +229,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
                          processing_class=tok, peft_config=_peft_config(cfg), callbacks=callbacks)
     if dev is not None:
         dev.trainer = trainer
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    last = last_checkpoint(out)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - start
