@@ -189,6 +189,30 @@ def trl_config(cfg: TrainConfig, precision: str):
     return build_trl_config(SFTConfig, cfg, args)
 
 
+def score_label_positions_only() -> None:
+    """Make trl's fused LM head score only the positions that have a label on every device.
+
+    trl (1.16) projects through the LM head, in vocabulary tiles, only the labelled positions on
+    Triton devices, but every position elsewhere, to keep tile shapes fixed for compilers that
+    recompile on a new shape (Neuron). On the CPU in eager mode a fixed shape buys nothing: with
+    completion-only loss on short prompts, about four positions in five are prompt tokens
+    without a label, and scoring them took 40% of a step (bench/train_profile.py,
+    bench/RESULTS.md). The decision is the module-level ``_use_triton`` that
+    ``trl.trainer.utils`` imported; only that name is replaced, so the kernel keeps choosing
+    Triton or plain torch for itself. Idempotent; does nothing on a trl without that name."""
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_use_triton", None)
+    if current is None or getattr(current, "_sqlwright", False):
+        return
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or current(device)
+
+    compact._sqlwright = True
+    trl_utils._use_triton = compact
+
+
 # epochs left open under schedule_by_time: the time budget, not the epoch count, ends training
 TIME_EPOCHS = 1000
 
@@ -204,6 +228,8 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
         raise UserError("training needs trl, peft and torch: pip install 'sqlwright[train]'") from None
     raise_problems(check(cfg, source))
     from trl import SFTTrainer
+
+    score_label_positions_only()
 
     from sqlwright.prompts.spec import PromptSpec
     from sqlwright.train.callbacks import fix_adapter_base, last_checkpoint, training_callbacks
