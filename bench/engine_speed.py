@@ -81,9 +81,11 @@ def floor(engine: str, queries: list[tuple[str, str]], workers: int) -> dict:
     counts = {"ok": 0, "error": 0}
     total = 0.0
     conns: dict[str, tuple] = {}
+    t0 = time.perf_counter()
     for target, _ in queries:
         if target not in conns:
             conns[target] = _connect(engine, target)
+    connect_s = time.perf_counter() - t0  # one connection per database, which any evaluator opens
     try:
         for target, sql in queries:
             run = conns[target][1]
@@ -97,7 +99,8 @@ def floor(engine: str, queries: list[tuple[str, str]], workers: int) -> dict:
     finally:
         for conn, _ in conns.values():
             conn.close()
-    return {"distinct": len(queries), **counts, "total_s": total, "per_core_s": total / workers}
+    return {"distinct": len(queries), **counts, "total_s": total, "per_core_s": total / workers,
+            "connect_s": connect_s, "with_connect_per_core_s": (total + connect_s) / workers}
 
 
 # -- sqlwright eval ------------------------------------------------------------------------
@@ -159,19 +162,23 @@ def main(argv: list[str]) -> None:
 
     cores = len(os.sched_getaffinity(0))
     print(f"\ncores: {cores}, rounds: {repeat} (median), timeout {TIMEOUT:g} s\n")
-    print("| engine | distinct (eval / floor) | floor: sum (s) | floor / workers (s) | eval wall (s) | eval execution phase (s) "
-          "| execution / floor | wall / floor | correct |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| engine | distinct (eval / floor) | floor: sum (s) | floor / workers (s) | + one connection per db, / workers (s) "
+          "| eval wall (s) | eval execution phase (s) | execution / floor | execution / floor with connections "
+          "| wall / floor | correct |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, r in runs.items():
         med = {k: statistics.median(x[k] for x in r["eval"]) for k in ("wall_s", "execute_wall_s")}
         fsum = statistics.median(x["total_s"] for x in r["floor"])
         fcore = statistics.median(x["per_core_s"] for x in r["floor"])
+        fconn = statistics.median(x["with_connect_per_core_s"] for x in r["floor"])
         ev, fl = r["eval"][0], r["floor"][0]
         rows.append({"engine": name, "eval_median": med, "floor_sum_median_s": fsum, "floor_per_core_median_s": fcore,
+                     "floor_with_connect_per_core_median_s": fconn, "ratio_execution_with_connect": med["execute_wall_s"] / fconn,
                      "ratio_execution": med["execute_wall_s"] / fcore, "ratio_wall": med["wall_s"] / fcore, "runs": r})  # fmt: skip
-        print(f"| {name} | {ev['distinct']} / {fl['distinct']} | {fsum:.3f} | {fcore:.3f} | {med['wall_s']:.2f} | "
-              f"{med['execute_wall_s']:.3f} | {med['execute_wall_s'] / fcore:.2f} | {med['wall_s'] / fcore:.1f} | "
+        print(f"| {name} | {ev['distinct']} / {fl['distinct']} | {fsum:.3f} | {fcore:.3f} | {fconn:.3f} | {med['wall_s']:.2f} | "
+              f"{med['execute_wall_s']:.3f} | {med['execute_wall_s'] / fcore:.2f} | {med['execute_wall_s'] / fconn:.2f} | "
+              f"{med['wall_s'] / fcore:.1f} | "
               f"{ev['correct']} / {ev['total']} |")  # fmt: skip
     print("\n" + json.dumps(rows, indent=1))
 

@@ -60,17 +60,16 @@ def _parse(spec: str) -> tuple[str, dict]:
 def run_try(out: Path, bench: Path, name: str, changes: dict, minutes: float, questions: int | None) -> dict:
     from sqlwright.data.build import BuildConfig, build_dataset
     from sqlwright.data.sources import SourceConfig
-    from sqlwright.eval.evaluate import EvalConfig, evaluate
-    from sqlwright.infer.backend import BackendConfig, GenerationConfig
-    from sqlwright.predict import PredictConfig, predict
     from sqlwright.prompts.spec import PromptSpec
     from sqlwright.quickstart.run import DATASET, recipe_config
     from sqlwright.train.sft import sft
 
+    if "bench" in changes:  # another benchmark folder (e.g. other training databases), same held-apart dev
+        bench = Path(changes.pop("bench"))
     prompt = {k: changes.pop(k) for k in ("serializer", "examples") if k in changes}
     spec = PromptSpec(format=DATASET["format"], serializer=prompt.get("serializer", DATASET["serializer"]),
                       examples=prompt.get("examples", 0))  # fmt: skip
-    data = out / f"data-{spec.serializer}-{spec.examples}"
+    data = out / f"data-{bench.name}-{spec.serializer}-{spec.examples}"
     if not (data / "stats.json").is_file():
         shutil.rmtree(data, ignore_errors=True)
         build_dataset(BuildConfig("spider", str(data), SourceConfig(path=str(bench), splits=["train", "dev"]), spec,
@@ -86,19 +85,47 @@ def run_try(out: Path, bench: Path, name: str, changes: dict, minutes: float, qu
     sft(tc, source="sweep")
     train_s = time.monotonic() - t0
     training = json.loads((folder / "model" / "train_summary.json").read_text())
-    preds = folder / "predictions.jsonl"
-    predict(PredictConfig(BackendConfig(model=str(folder / "model"), backend="hf", batch_size=16), str(preds),
+    row = {"name": name, "changes": {**changes, **prompt}, "data": str(data), "bench": str(bench),
+           **score(folder, folder / "model", data, bench, questions, ""),
+           "steps": training["global_step"], "train_loss": training["train_loss"],
+           "tokens_per_second": training["tokens_per_second"], "examples": training["examples"],
+           "train_wall_s": round(train_s, 1)}  # fmt: skip
+    return row
+
+
+def score(folder: Path, model: Path, data: Path, bench: Path, questions: int | None, guided: str) -> dict:
+    """Predict the held-apart questions (greedy, or ``guided``: constrained to the schema) and score them."""
+    from sqlwright.eval.evaluate import EvalConfig, evaluate
+    from sqlwright.infer.backend import BackendConfig, GenerationConfig
+    from sqlwright.predict import PredictConfig, predict
+
+    name = f"predictions{'-' + guided if guided else ''}"
+    preds = folder / f"{name}.jsonl"
+    predict(PredictConfig(BackendConfig(model=str(model), backend="hf", batch_size=16), str(preds),
                           data=str(data), split="dev", limit=questions, progress=False,
-                          generation=GenerationConfig(max_new_tokens=128, temperature=0.0)))  # fmt: skip
-    run = evaluate(EvalConfig(predictions=str(preds), benchmark=str(bench), split="dev", out=str(folder / "eval"),
+                          generation=GenerationConfig(max_new_tokens=128, temperature=0.0),
+                          **({"constrain": guided} if guided else {})))  # fmt: skip
+    run = evaluate(EvalConfig(predictions=str(preds), benchmark=str(bench), split="dev", out=str(folder / f"eval-{name}"),
                               only_predicted=True, progress=False))  # fmt: skip
-    s = run.summary
-    c = s["counts"]
-    return {"name": name, "changes": {**changes, **prompt}, "ex": s["ex"], "correct": s["correct"], "scored": s["scored"],
-            "failed_to_run": c["error"] + c["timeout"] + c["too_many_rows"], "wrong": c["wrong"],
-            "steps": training["global_step"], "epochs": None, "train_loss": training["train_loss"],
-            "tokens_per_second": training["tokens_per_second"], "examples": training["examples"],
-            "train_wall_s": round(train_s, 1)}  # fmt: skip
+    s, c = run.summary, run.summary["counts"]
+    key = f"{guided}_" if guided else ""
+    return {f"{key}ex": s["ex"], f"{key}correct": s["correct"], "scored": s["scored"],
+            f"{key}failed_to_run": c["error"] + c["timeout"] + c["too_many_rows"], f"{key}wrong": c["wrong"]}
+
+
+def add_guided(out: Path, log: Path, questions: int | None) -> None:
+    """Score every try's model again with --constrain schema (the quickstart's guided run)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for row in rows:
+        if "schema_ex" in row:
+            continue
+        folder = out / row["name"]
+        ch = row.get("changes", {})
+        data = Path(row.get("data") or out / f"data-{ch.get('serializer', 'compact')}-{ch.get('examples', 0)}")
+        bench = Path(row.get("bench") or next(out.glob("bench-*")))
+        row.update(score(folder, folder / "model", data, bench, questions, "schema"))
+        print(json.dumps(row))
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def main() -> None:
@@ -107,7 +134,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=4.0, help="training time per try")
     ap.add_argument("--holdout", action="append", default=None, help="held-apart database (repeatable)")
     ap.add_argument("--questions", type=int, default=None, help="score only the first N held-apart questions")
-    ap.add_argument("--try", dest="tries", action="append", required=True, help="NAME:KEY=VALUE;KEY=VALUE")
+    ap.add_argument("--try", dest="tries", action="append", default=[], help="NAME:KEY=VALUE;KEY=VALUE")
+    ap.add_argument("--guided", action="store_true", help="also score each try with --constrain schema")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +151,8 @@ def main() -> None:
         print(json.dumps(row))
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")
+    if args.guided and log.is_file():
+        add_guided(out, log, args.questions)
 
 
 if __name__ == "__main__":

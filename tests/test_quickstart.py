@@ -25,7 +25,12 @@ from sqlwright.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_FILE = ROOT / "configs" / "sft" / "smollm2-135m-cpu-lora.yaml"
-TRAIN_DBS = {"soccer_2", "movie_1", "network_2", "manufactory_1", "student_1"}
+TRAIN_DBS = set([
+    "soccer_2", "movie_1", "network_2", "manufactory_1", "student_1", "assets_maintenance", "city_record", "college_3",
+    "csu_1", "customers_and_invoices", "customers_and_products_contacts", "debate", "department_management", "e_learning",
+    "entrepreneur", "farm", "flight_1", "icfp_1", "inn_1", "insurance_fnol", "insurance_policies", "local_govt_and_lot",
+    "medicine_enzyme_interaction", "musical", "riding_club", "roller_coaster", "school_player", "solvency_ii",
+    "sports_competition", "station_weather", "theme_gallery"])  # fmt: skip
 DEV_DBS = {"singer", "course_teach", "poker_player"}
 
 
@@ -52,7 +57,8 @@ def test_dataset_settings_equal_the_cpu_recipe():
 def test_slice_loads_with_the_spider_source():
     data = load_source("spider", SourceConfig(path=str(SLICE), splits=["train", "dev"]))
     train, dev = data.splits["train"], data.splits["dev"]
-    assert (len(train), len(dev)) == (TRAIN_QUESTIONS, DEV_QUESTIONS) == (438, 100)
+    assert (len(train), len(dev)) == (TRAIN_QUESTIONS, DEV_QUESTIONS) == (465, 100)
+    assert all(sum(ex.db_id == db for ex in train) == 15 for db in TRAIN_DBS)  # 15 questions on each of 31 databases
     assert {ex.db_id for ex in train} == TRAIN_DBS and {ex.db_id for ex in dev} == DEV_DBS
     assert set(data.schemas) == TRAIN_DBS | DEV_DBS
     assert all(Path(ex.db_path).is_file() for ex in train + dev)
@@ -62,9 +68,12 @@ def test_slice_loads_with_the_spider_source():
 
 
 def test_slice_keeps_spider_questions_in_order_with_their_fields(spider_data):
-    for name, dbs in (("train_spider.json", TRAIN_DBS), ("dev.json", DEV_DBS)):
-        original = [q for q in json.loads((spider_data / name).read_text()) if q["db_id"] in dbs]
-        assert json.loads((SLICE / name).read_text()) == original
+    dev = [q for q in json.loads((spider_data / "dev.json").read_text()) if q["db_id"] in DEV_DBS]
+    assert json.loads((SLICE / "dev.json").read_text()) == dev
+    train = json.loads((spider_data / "train_spider.json").read_text())
+    kept = json.loads((SLICE / "train_spider.json").read_text())
+    positions = [train.index(q) for q in kept]  # each one of Spider's, unchanged, in Spider's order
+    assert positions == sorted(positions) and len(set(positions)) == len(kept)
     for db in TRAIN_DBS | DEV_DBS:
         assert (SLICE / "database" / db / f"{db}.sqlite").read_bytes() == (spider_data / "database" / db / f"{db}.sqlite").read_bytes()
 
@@ -72,7 +81,7 @@ def test_slice_keeps_spider_questions_in_order_with_their_fields(spider_data):
 def test_attribution_and_every_slice_file_ship_in_the_package():
     text = (SLICE / "ATTRIBUTION.md").read_text()
     for needed in ("Spider", "Yu", "2018", "https://yale-lily.github.io/spider", "CC BY-SA 4.0",
-                   "soccer_2", "poker_player", "438", "100"):  # fmt: skip
+                   "soccer_2", "poker_player", "465", "100"):  # fmt: skip
         assert needed in text
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sqlwright.quickstart"]
@@ -152,6 +161,11 @@ def test_quickstart_end_to_end_on_cpu(tmp_path, capsys):
                 out / "model" / "train_summary.json", out / "finetuned" / "predictions.jsonl",
                 out / "finetuned" / "eval" / "summary.json"]  # fmt: skip
     stamps = [p.stat().st_mtime_ns for p in finished]
+    every = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and p.name != "report.html"}
+    assert out / "quickstart.json" in every and out / "config.yaml" in every
     assert main(args) == 0
     assert "reused" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in finished] == stamps
+    # nothing but the report changes: not quickstart.json, not config.yaml, no file added
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and p.name != "report.html"}
+    assert after == every

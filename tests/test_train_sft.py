@@ -324,12 +324,34 @@ def test_schedule_by_time_uses_the_whole_budget_and_ends_its_schedule_with_it(ti
     r = sft(config(tiny, dataset, out, max_steps=3, epochs=1.0, save_steps=10_000, max_minutes=0.1,
                    schedule_by_time=True, lr_scheduler="cosine", warmup=0.1, learning_rate=1e-2))
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["stopped_by_time_budget"] is True and summary["train_runtime_s"] >= 6
+    assert summary["stopped_by_time_budget"] is True and summary["train_runtime_s"] >= 5.5
     assert r.global_step > 3  # epochs and max_steps no longer end it: the time does
     lrs = [h["learning_rate"] for h in r.trainer.state.log_history if "learning_rate" in h]
     peak = max(lrs)
     assert 0.5e-2 < peak <= 1e-2 and lrs.index(peak) > 0  # warmed up to about the peak
     assert lrs[-1] < 0.25 * peak  # and the cosine is near its end when the budget is
+
+
+def test_a_slow_step_does_not_run_over_the_time_budget(tiny, dataset, tmp_path, monkeypatch):
+    """Each step deliberately slowed to ~1 s: training stops before the 6 s budget, not one step after it."""
+    import time
+
+    from trl import SFTTrainer
+
+    step = SFTTrainer.training_step
+
+    def slow_step(self, *a, **k):
+        time.sleep(1.0)
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", slow_step)
+    out = tmp_path / "run"
+    r = sft(config(tiny, dataset, out, max_steps=3, epochs=1.0, save_steps=10_000, max_minutes=0.1,
+                   schedule_by_time=True, learning_rate=1e-2))
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["stopped_by_time_budget"] is True
+    assert 4.0 <= summary["time_budget_used_s"] <= 6.0  # most of the budget, and none past it (final save included)
+    assert 4 <= r.global_step <= 6
 
 
 def test_schedule_by_time_needs_max_minutes(tiny, dataset, tmp_path):

@@ -5,8 +5,9 @@ rewards share. Guarantees:
 
 * each distinct (database, SQL) pair in a call is executed once, however often it appears;
 * work is spread over worker processes with guided self-scheduling (chunks shrink as the
-  queue drains, so one slow query does not hold a long chunk hostage) and chunks keep the
-  same database together, so workers reuse open connections;
+  queue drains, so one slow query does not hold a long chunk hostage); chunks hold one
+  database and a worker keeps to one database while it has work (affinity), so each
+  database is opened by about one worker and connections are reused;
 * a query that overruns is interrupted inside SQLite by its worker; if a worker does not
   answer within ``timeout + grace`` seconds anyway (a C call that never checks the
   interrupt, a crash), the parent kills it and starts another: nothing is left running.
@@ -189,16 +190,35 @@ class ExecutionPool:
 
     def _run_pool(self, unique, order, results, times, progress, repeat) -> None:
         self.start(min(self.n_workers, len(unique)))
-        queue = deque(order)
+        # database affinity: one queue per database; a worker keeps to its database while that
+        # has work, then takes the largest database no other worker holds (the largest of all
+        # at the end), so each database is opened by about one worker instead of every worker
+        by_db: dict[str, deque] = {}
+        for i in order:
+            by_db.setdefault(unique[i][0], deque()).append(i)
+        home: dict[int, str] = {}  # id(worker) -> its database
+        left = len(unique)  # tasks not handed out yet
         requeued: deque[list] = deque()
         remaining = len(unique)
         budget = self.limits.timeout * max(1, repeat) + self.grace
 
-        def next_chunk() -> list:
+        def next_chunk(w: _Worker) -> list:
+            nonlocal left
             if requeued:
                 return requeued.popleft()
-            size = max(1, min(64, len(queue) // (4 * len(self._workers))))
-            return [(i, *unique[i], repeat) for i in (queue.popleft() for _ in range(size))]
+            db = home.get(id(w))
+            if db not in by_db:
+                held = set(home.values())
+                free = [d for d in by_db if d not in held]
+                db = home[id(w)] = max(free or by_db, key=lambda d: len(by_db[d]))
+            q = by_db[db]
+            # guided self-scheduling: chunks shrink as the work drains
+            size = max(1, min(64, left // (4 * len(self._workers)), len(q)))
+            chunk = [(i, *unique[i], repeat) for i in (q.popleft() for _ in range(size))]
+            if not q:
+                del by_db[db]
+            left -= len(chunk)
+            return chunk
 
         def replace(w: _Worker, status: Status, why: str) -> None:
             nonlocal remaining
@@ -215,8 +235,8 @@ class ExecutionPool:
         while remaining:
             now = time.monotonic()
             for w in self._workers:
-                if not w.busy and (queue or requeued):
-                    w.chunk, w.pos, w.since = next_chunk(), 0, now
+                if not w.busy and (by_db or requeued):
+                    w.chunk, w.pos, w.since = next_chunk(w), 0, now
                     try:
                         w.conn.send(w.chunk)
                     except OSError:  # died while idle; its first task is charged, rest requeued

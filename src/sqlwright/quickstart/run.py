@@ -38,7 +38,7 @@ from sqlwright.files import atomic_write_text, read_jsonl
 from sqlwright.train.config import LoraOptions, TrainConfig
 
 SLICE = Path(__file__).resolve().parent / "spider_mini"
-TRAIN_QUESTIONS, DEV_QUESTIONS = 438, 100  # questions in the slice's train_spider.json and dev.json
+TRAIN_QUESTIONS, DEV_QUESTIONS = 465, 100  # questions in the slice's train_spider.json and dev.json
 MODEL = "smollm2-135m"
 STATE_NAME = "quickstart.json"
 # the dataset of the CPU recipe (its "# Dataset:" line): cookbook prompts with compact schemas
@@ -50,11 +50,13 @@ RECIPE: dict = {
     "mode": "lora",
     "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
     "max_length": 512,
+    "packing": False,
+    "group_by_length": True,
     "epochs": 1,
     "learning_rate": 1.0e-3,
     "lr_scheduler": "cosine",
     "warmup": 0.05,
-    "batch_size": 4,
+    "batch_size": 10,
     "grad_accum": 1,
     "logging_steps": 5,
     "save_steps": 50,
@@ -147,15 +149,20 @@ class _State:
         return self.data.get(key, default)
 
     def set(self, **values) -> None:
+        """Record ``values``; the file is written only when what it holds changes."""
         self.data.update(values)
-        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+        text = json.dumps(self.data, indent=2) + "\n"
+        if not self.path.is_file() or self.path.read_text(encoding="utf-8") != text:
+            atomic_write_text(self.path, text)
 
 
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def _open_out(out: Path, cfg: QuickstartConfig) -> _State:
+def _open_out(out: Path, cfg: QuickstartConfig, finished: bool = False) -> _State:
+    """The folder's state; a new run records its options (``quickstart.json``, ``config.yaml``),
+    a ``finished`` one is left as it is (a rerun rewrites only the report)."""
     state_file = out / STATE_NAME
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; choose a folder for --out")
@@ -172,7 +179,8 @@ def _open_out(out: Path, cfg: QuickstartConfig) -> _State:
             was = " ".join(f"{_flag(k)} {theirs.get(k)}" for k in IDENTITY)
             raise UserError(f"{out}: holds a quickstart run made with {was}; rerun with those options to resume it, "
                             "or choose another --out")  # fmt: skip
-        data["config"] = asdict(cfg)
+        if not finished:
+            data["config"] = asdict(cfg)
     else:
         data = {"sqlwright": __version__, "identity": mine, "config": asdict(cfg)}
     try:
@@ -180,8 +188,9 @@ def _open_out(out: Path, cfg: QuickstartConfig) -> _State:
     except OSError as e:
         raise UserError(f"{out}: cannot create the folder ({e.strerror}); choose another --out") from None
     state = _State(state_file, data)
-    state.set()
-    write_config(cfg, out / "config.yaml")  # the resolved config: `sqlwright quickstart --config` repeats it
+    if not finished:
+        state.set()
+        write_config(cfg, out / "config.yaml")  # the resolved config: `sqlwright quickstart --config` repeats it
     return state
 
 
@@ -247,7 +256,7 @@ def _plan_steps(tc: TrainConfig, seconds: float, train_tps: float | None) -> dic
     tok = load_tokenizer(resolve_model(tc.model), tc.model)
     dataset, too_long = sft_dataset(tc.data, tc.split, tok, tc.max_length, tc.max_examples, tc.seed)
     lengths = [conversation_tokens(tok, r) for r in dataset]
-    rows = packed_rows(lengths, tc.max_length)
+    rows = packed_rows(lengths, tc.max_length) if tc.packing else len(lengths)
     steps_per_epoch = math.ceil(rows / (tc.batch_size * tc.grad_accum))
     epoch_steps = math.ceil(steps_per_epoch * tc.epochs)  # the recipe's schedule
     plan = {"examples": len(lengths), "too_long": too_long, "tokens": sum(lengths), "packed_rows": rows,
@@ -460,8 +469,9 @@ def _train(out: Path, data: Path, cfg: QuickstartConfig, state: _State, seconds:
                     f"(~{plan['budget_steps'] / max(plan['epoch_steps'], 1):.1f} epochs of {plan['epoch_steps']}) fit")  # fmt: skip
         else:
             what = "the speed is not measured yet"
-        console.print(f"{plan['examples']} examples, {plan['tokens']:,} tokens packed into ~{plan['packed_rows']} rows "
-                      f"of {tc.max_length}; {what}. Training runs for {tc.max_minutes:.1f} min, the learning-rate "
+        rows = (f"packed into ~{plan['packed_rows']} rows of {tc.max_length}" if tc.packing
+                else f"in batches of {tc.batch_size} of similar length")  # fmt: skip
+        console.print(f"{plan['examples']} examples, {plan['tokens']:,} tokens {rows}; {what}. Training runs for {tc.max_minutes:.1f} min, the learning-rate "
                       "schedule laid over that time, as many epochs as fit.")  # fmt: skip
     sft(tc, source="quickstart")
     return json.loads(summary.read_text(encoding="utf-8")), False
@@ -477,6 +487,25 @@ def _report(out: Path):
                                      train=train, out=str(out / "report.html"), auto_train=False))  # fmt: skip
 
 
+# The run-to-run spread of the default run: (lowest, mean, highest) execution accuracy in percent
+# over SPREAD_RUNS full runs with the defaults on two idle CPU cores (bench/RESULTS.md).
+SPREAD_RUNS = 3
+SPREAD: dict[str, tuple[float, float, float]] = {}
+SPREAD_DEFAULTS = {"minutes": 20.0, "questions": DEV_QUESTIONS, "train_examples": TRAIN_QUESTIONS, "max_new_tokens": 128,
+                   "guided": "schema"}  # fmt: skip
+
+
+def print_spread(console, cfg: QuickstartConfig) -> None:
+    """What the default run gives from run to run, so one run's figure can be read against it."""
+    if not SPREAD:
+        return
+    same = all(getattr(cfg, k) == v for k, v in SPREAD_DEFAULTS.items())
+    parts = ", ".join(f"{name} {lo:.0f}-{hi:.0f}% (mean {mean:.1f}%)" for name, (lo, mean, hi) in SPREAD.items())
+    where = "" if same else " (with the default options; this run's differ, so it may differ more)"
+    console.print(f"run to run: over {SPREAD_RUNS} full default runs on two idle CPU cores, {parts}{where}. "
+                  "A difference within that range is noise (bench/RESULTS.md).")  # fmt: skip
+
+
 # -- the command ------------------------------------------------------------------------------
 def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     from rich.console import Console
@@ -485,7 +514,14 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     validate(cfg)
     console = Console(highlight=False)
     out = Path(cfg.out)
-    state = _open_out(out, cfg)
+    done = {
+        "build": (out / "data" / "stats.json").is_file(),
+        "baseline": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "baseline", cfg)),
+        "train": (out / "model" / "train_summary.json").is_file(),
+        "finetuned": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "finetuned", cfg)),
+    }
+    finished = all(done.values()) and (out / STATE_NAME).is_file()
+    state = _open_out(out, cfg, finished)
     device = _device()
     budget = cfg.minutes * 60
     margin = max(20.0, 0.05 * budget)
@@ -494,12 +530,6 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     stage_s = predict_s * (1 + factor) + EVAL_S * (2 if guided else 1)  # greedy, and guided when asked
     est = {"build": 10.0, "baseline": stage_s, "finetuned": stage_s, "report": 5.0}
     est["train"] = max(MIN_TRAIN_S, budget - margin - TRAIN_OVERHEAD_S[device] - sum(est.values())) + TRAIN_OVERHEAD_S[device]
-    done = {
-        "build": (out / "data" / "stats.json").is_file(),
-        "baseline": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "baseline", cfg)),
-        "train": (out / "model" / "train_summary.json").is_file(),
-        "finetuned": all((d / "eval" / "summary.json").is_file() for d in _stage_dirs(out / "finetuned", cfg)),
-    }
     _print_plan(console, cfg, out, device, est, done)
     if not done["train"] and sum(v for k, v in est.items() if k != "train") + margin + MIN_TRAIN_S > budget:
         console.print(f"[yellow]--minutes {cfg.minutes:g} leaves almost no time to train once both predictions are "
@@ -550,9 +580,11 @@ def quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     if base_g is not None and tuned_g is not None:
         print_guided(console, cfg.guided, base, tuned, base_g, tuned_g)
     report = _report(out)
+    print_spread(console, cfg)
     seconds = time.monotonic() - start
-    state.set(last_run_s=round(seconds, 1), baseline_ex=base["ex"], finetuned_ex=tuned["ex"],
-              **({f"baseline_{cfg.guided}_ex": base_g["ex"], f"finetuned_{cfg.guided}_ex": tuned_g["ex"]} if base_g and tuned_g else {}))
+    if not finished:  # a rerun of a finished run measures nothing new: quickstart.json stays as it is
+        state.set(last_run_s=round(seconds, 1), baseline_ex=base["ex"], finetuned_ex=tuned["ex"],
+                  **({f"baseline_{cfg.guided}_ex": base_g["ex"], f"finetuned_{cfg.guided}_ex": tuned_g["ex"]} if base_g and tuned_g else {}))
     path = report.out.resolve()
     console.print(f"\nreport: {path}\nopen it in any browser (it needs no network): {path.as_uri()}\n"
                   f"  or: python -m webbrowser {path.as_uri()}")  # fmt: skip

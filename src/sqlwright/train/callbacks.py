@@ -70,23 +70,41 @@ class SaveWithCheckpoint(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stop training (saving a checkpoint) once ``minutes`` have passed since it began."""
+    """Stop training (saving a checkpoint) before ``minutes`` have passed since it began: a step
+    starts only if the last one's duration still fits, so a slow step cannot run over the
+    budget. ``used_s``: the seconds from the start to the end of training (the save included)."""
 
     def __init__(self, minutes: float):
         self.seconds, self.start, self.stopped_at = minutes * 60, None, None
+        self.step_start, self.used_s = None, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         import time
 
         self.start = time.monotonic()
 
+    def on_step_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.step_start = time.monotonic()
+
     def on_step_end(self, args, state, control, **kwargs):
         import time
 
-        if self.start is not None and time.monotonic() - self.start >= self.seconds:
+        if self.start is None:
+            return
+        now = time.monotonic()
+        last = now - self.step_start if self.step_start is not None else 0.0
+        if now - self.start + last >= self.seconds:  # the next step, as long as this one, would not fit
             control.should_training_stop = True
             control.should_save = True
             self.stopped_at = state.global_step
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import time
+
+        if self.start is not None:
+            self.used_s = round(time.monotonic() - self.start, 2)
 
 
 class TimeSchedule(TrainerCallback):

@@ -200,6 +200,7 @@ def grpo(cfg: GRPOTrainConfig, source: str = "config", extra_rewards: dict | Non
             "reward_weights": cfg.reward_weights or [1.0] * len(cfg.rewards),
             "reward_curve": curve,
             "stopped_by_time_budget": budget.stopped_at is not None if budget else False,
+            "time_budget_used_s": budget.used_s if budget else None,
             "precision": precision,
             "mode": cfg.mode,
             "dev_execution_accuracy": dev.history if dev else [],

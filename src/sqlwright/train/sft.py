@@ -278,6 +278,7 @@ def sft(cfg: TrainConfig, source: str = "config") -> SFTResult:
             "resumed_from": last,
             "examples": len(dataset),
             "stopped_by_time_budget": budget.stopped_at is not None if budget else False,
+            "time_budget_used_s": budget.used_s if budget else None,
             "examples_too_long": too_long,
             "precision": precision,
             "mode": cfg.mode,
