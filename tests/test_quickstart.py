@@ -161,11 +161,11 @@ def test_quickstart_end_to_end_on_cpu(tmp_path, capsys):
                 out / "model" / "train_summary.json", out / "finetuned" / "predictions.jsonl",
                 out / "finetuned" / "eval" / "summary.json"]  # fmt: skip
     stamps = [p.stat().st_mtime_ns for p in finished]
-    every = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and p.name != "report.html"}
+    every = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and not p.name.startswith("report.")}
     assert out / "quickstart.json" in every and out / "config.yaml" in every
     assert main(args) == 0
     assert "reused" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in finished] == stamps
-    # nothing but the report changes: not quickstart.json, not config.yaml, no file added
-    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and p.name != "report.html"}
+    # nothing but the report (report.html, report.config.yaml) changes: not quickstart.json, not config.yaml, no file added
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file() and not p.name.startswith("report.")}
     assert after == every
