@@ -150,7 +150,7 @@ def main() -> None:
     tokens = [h.get("num_tokens") for h in hist if "num_tokens" in h]
     n = len(step_times)
     total = sum(step_times)
-    per_step_tokens = (tokens[-1] / len(tokens)) if tokens else None
+    per_step_tokens = tokens[-1] / result.global_step if tokens and result.global_step else None  # cumulative count
     losses = [h["loss"] for h in hist if "loss" in h]
     later = step_times[1:] or step_times
     summary = {

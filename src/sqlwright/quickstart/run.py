@@ -149,11 +149,8 @@ class _State:
         return self.data.get(key, default)
 
     def set(self, **values) -> None:
-        """Record ``values``; the file is written only when what it holds changes."""
         self.data.update(values)
-        text = json.dumps(self.data, indent=2) + "\n"
-        if not self.path.is_file() or self.path.read_text(encoding="utf-8") != text:
-            atomic_write_text(self.path, text)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
 def _flag(key: str) -> str:
@@ -501,8 +498,6 @@ SPREAD_DEFAULTS = {"minutes": 20.0, "questions": DEV_QUESTIONS, "train_examples"
 
 def print_spread(console, cfg: QuickstartConfig) -> None:
     """What the default run gives from run to run, so one run's figure can be read against it."""
-    if not SPREAD:
-        return
     same = all(getattr(cfg, k) == v for k, v in SPREAD_DEFAULTS.items())
     parts = ", ".join(f"{name} {lo:.0f}-{hi:.0f}% (mean {mean:.1f}%)" for name, (lo, mean, hi) in SPREAD.items())
     where = "" if same else " (with the default options; this run's differ, so it may differ more)"
