@@ -115,3 +115,22 @@ def test_ves_and_r_ves():
     assert ves([4.0, 0.0]) == pytest.approx(100.0)  # (sqrt 4 + 0) / 2
     assert [r_ves_reward(x) for x in (0, 0.1, 0.3, 0.6, 1.0, 2.5)] == [0, 0.25, 0.5, 0.75, 1.0, 1.25]
     assert r_ves([2.5, 0.0]) == pytest.approx(62.5)
+
+
+def test_identical_results_are_equal_without_running_the_comparator(monkeypatch):
+    cmp = importlib.import_module("sqlwright.judge.compare")
+    from sqlwright.judge.service import compare
+
+    wide = ((7,) * 12,) * 200  # the test-suite search gives up on this one (see above)
+    assert compare("test-suite", wide, wide, "SELECT * FROM wide") == (True, "")
+    assert compare("test-suite", wide, tuple(wide), "") == (True, "")  # equal rows, another object
+    # equal values of another type are not identical: the comparator decides (and still gives up)
+    assert compare("test-suite", wide, ((7.0,) * 12,) * 200, "")[0] is None
+    assert not cmp.identical(((1, "a"),), ((1.0, "a"),)) and cmp.identical(((1, "a"),), ((1, "a"),))
+    assert not cmp.identical(((1,), (2,)), ((2,), (1,)))  # row order counts: the comparator decides
+    assert compare("bird", ((1,), (2,)), ((2,), (1,)), "") == (True, "")
+
+    calls = []
+    monkeypatch.setitem(COMPARATORS, "strict", cmp.Comparator("strict", "never equal", lambda g, p, s: calls.append(1) or False,
+                                                              reflexive=False))  # fmt: skip
+    assert compare("strict", ((1,),), ((1,),), "") == (False, "") and calls == [1]

@@ -202,7 +202,9 @@ def wide_bench(root: Path) -> Path:
 
 def test_wide_results_do_not_hang_eval_and_are_recorded_as_not_computed(tmp_path):
     bench = wide_bench(tmp_path / "wide")
-    reversed_cols = ", ".join(f"c{i}" for i in reversed(range(12)))  # other SQL, the same result
+    # other SQL, equal values; one column as REAL, so the rows are not identical (identical
+    # rows are equal under every comparator without a search) and test-suite must search
+    reversed_cols = ", ".join([f"c{i}" for i in reversed(range(1, 12))] + ["CAST(c0 AS REAL)"])
     preds = write_jsonl(tmp_path / "p.jsonl", [{"id": 0, "sql": f"SELECT {reversed_cols} FROM wide"}, {"id": 1, "sql": "SELECT 300"}])
     t0 = time.monotonic()
     run = evaluate(EvalConfig(str(preds), benchmark=str(bench), comparator="bird", out=str(tmp_path / "bird"), progress=False, workers=0))

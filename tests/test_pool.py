@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,8 @@ class _StuckExecutor:
     def execute(self, target, sql):
         if "stuck" in sql:
             time.sleep(60)
+        if "crash" in sql:
+            os._exit(1)
         return ExecResult(Status.OK, ((sql,),), ("x",))
 
     def close(self):
@@ -68,6 +71,19 @@ def test_watchdog_kills_a_stuck_worker_and_carries_on(monkeypatch):
     assert res[6].status is Status.TIMEOUT and "killed" in res[6].error
     assert all(r.ok for i, r in enumerate(res) if i != 6)
     assert took < 0.5 + 1.0 + 1.0  # timeout + grace, plus start-up slack
+
+
+def test_a_crash_is_charged_to_the_task_that_crashed(monkeypatch):
+    # results travel in batches at a chunk's end: those answered before the crash in its
+    # chunk (tasks 38 and 39 of chunks of 10, 8, 7, 7, 6, 5) were not sent, and must be run
+    # again, not charged
+    monkeypatch.setitem(registry.EXECUTORS, "stuck", f"{__name__}:_StuckExecutor")
+    tasks = [("stuck://db", f"q{i}") for i in range(40)] + [("stuck://db", "crash!")] + [("stuck://db", f"r{i}") for i in range(40)]
+    with ExecutionPool(Limits(timeout=5), workers=2) as pool:
+        res = pool.run(tasks)
+        assert [r.ok for r in pool.run([("stuck://db", "a"), ("stuck://db", "b")])] == [True, True]  # it carries on
+    assert res[40].status is Status.RUNTIME_ERROR and "crashed" in res[40].error
+    assert [r.rows for i, r in enumerate(res) if i != 40] == [((t[1],),) for i, t in enumerate(tasks) if i != 40]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -39,54 +39,79 @@ _NOT_A_STATEMENT = "syntax error: a statement cannot start with "
 _INTO_FILE = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b", re.I)
 
 
+_PLAIN_QUOTES_COMMENTS = r"['\"`]|--|/\*"
+_SPECIAL = {  # where a literal, quoted identifier or comment may start
+    "": re.compile(_PLAIN_QUOTES_COMMENTS),
+    "mysql": re.compile(_PLAIN_QUOTES_COMMENTS + "|#"),
+    "postgresql": re.compile(_PLAIN_QUOTES_COMMENTS + r"|\$"),
+    "duckdb": re.compile(_PLAIN_QUOTES_COMMENTS + r"|\$"),
+}
+_ESCAPED = {c: re.compile(rf"[\\{c}]") for c in "'\""}  # MySQL: a backslash escapes in strings
+_WORDS = re.compile(r"\(|[A-Za-z_]+")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_]\w*)?\$")
+
+
+def _closing_quote(sql: str, c: str, j: int, backslash: bool) -> int:
+    """Index of the quote that closes a literal opened before ``j``, or -1."""
+    n = len(sql)
+    while True:
+        if backslash:
+            m = _ESCAPED[c].search(sql, j)
+            if m is None:
+                return -1
+            j = m.start()
+            if sql[j] == "\\":
+                j += 2
+                continue
+        else:
+            j = sql.find(c, j)
+            if j < 0:
+                return -1
+        if j + 1 < n and sql[j + 1] == c:  # doubled quote
+            j += 2
+            continue
+        return j
+
+
 def skeleton(sql: str, dialect: str) -> str | None:
     """``sql`` with string literals, quoted identifiers and comments blanked (kept: keywords,
     punctuation), or None when a quote or comment is not closed."""
-    out: list[str] = []
-    i, n = 0, len(sql)
+    special = _SPECIAL.get(dialect, _SPECIAL[""])
     mysql = dialect == "mysql"
-    while i < n:
-        c = sql[i]
+    out: list[str] = []
+    i = 0
+    while (m := special.search(sql, i)) is not None:
+        k = m.start()
+        out.append(sql[i:k])  # plain text up to the next special character, copied at once
+        c = sql[k]
         if c in "'\"`":
-            j = i + 1
-            while j < n:
-                if mysql and sql[j] == "\\" and c != "`":
-                    j += 2
-                    continue
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:  # doubled quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            if j >= n:
+            j = _closing_quote(sql, c, k + 1, mysql and c != "`")
+            if j < 0:
                 return None
             out.append(" x " if c != "'" else " '' ")
             i = j + 1
-        elif sql.startswith("--", i) or (mysql and c == "#"):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
+        elif c in "-#":  # -- or (MySQL) # to the end of the line
+            j = sql.find("\n", k)
+            i = len(sql) if j < 0 else j + 1
             out.append(" ")
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
+        elif c == "/":
+            j = sql.find("*/", k + 2)
             if j < 0:
                 return None
             out.append(" ")
             i = j + 2
-        elif c == "$" and dialect in ("postgresql", "duckdb"):
-            m = re.match(r"\$([A-Za-z_]\w*)?\$", sql[i:])
-            if m and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
-                end = sql.find(m.group(0), i + len(m.group(0)))
+        else:  # $: a dollar-quoted string ($$…$$, $tag$…$tag$), or a plain $ ($1, a name)
+            tag = _DOLLAR_TAG.match(sql, k)
+            if tag and not (k > 0 and (sql[k - 1].isalnum() or sql[k - 1] == "_")):
+                end = sql.find(tag.group(0), k + len(tag.group(0)))
                 if end < 0:
                     return None
                 out.append(" '' ")
-                i = end + len(m.group(0))
+                i = end + len(tag.group(0))
             else:
                 out.append(c)
-                i += 1
-        else:
-            out.append(c)
-            i += 1
+                i = k + 1
+    out.append(sql[i:])
     return "".join(out)
 
 
@@ -98,18 +123,19 @@ def refusal(sql: str, dialect: str) -> str | None:
     parts = [p for p in text.split(";") if p.strip()]
     if len(parts) > 1:
         return "multiple statements: send one SELECT"
-    words = re.findall(r"\(|[A-Za-z_]+", parts[0] if parts else "")
-    if not words:
+    words = _WORDS.finditer(parts[0] if parts else "")  # lazily: the first word or two decide
+    word = next(words, None)
+    if word is None:
         return None
-    first = words[0].upper()
+    first = word.group(0).upper()
     if first == "EXPLAIN":  # the validity check: what it explains must be a query too
-        first = next((w.upper() for w in words[1:] if w.upper() in _STARTS and w != "("), "SELECT")
+        first = next((w.upper() for w in (m.group(0) for m in words) if w.upper() in _STARTS and w != "("), "SELECT")
     if first in READ_STARTS or first in DIALECT_READ_STARTS.get(dialect, ()):
         pass
     elif first in _STARTS:
         return f"refused, evaluation is read-only: {first} (only queries are executed)"
     else:
-        return f"{_NOT_A_STATEMENT}{words[0]!r}"
+        return f"{_NOT_A_STATEMENT}{word.group(0)!r}"
     if dialect == "mysql" and _INTO_FILE.search(text):
         return "refused, evaluation is read-only: SELECT … INTO OUTFILE/DUMPFILE writes a file"
     if _EFFECTS.get(dialect) and (m := re.search(rf"\b({_EFFECTS[dialect]})\s*\(", text, re.I)):

@@ -8,9 +8,12 @@ rewards share. Guarantees:
   queue drains, so one slow query does not hold a long chunk hostage); chunks hold one
   database and a worker keeps to one database while it has work (affinity), so each
   database is opened by about one worker and connections are reused;
-* a query that overruns is interrupted inside SQLite by its worker; if a worker does not
-  answer within ``timeout + grace`` seconds anyway (a C call that never checks the
-  interrupt, a crash), the parent kills it and starts another: nothing is left running.
+* a query that overruns is interrupted inside SQLite by its worker; if a worker is still on
+  one task ``timeout + grace`` seconds after it began (a C call that never checks the
+  interrupt), or dies, the parent kills it, charges that task and starts another worker:
+  nothing is left running. Workers write which task they are on, and since when, to shared
+  memory, so results can travel in batches (``FLUSH_S``) and the charge still falls on the
+  right task.
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ def dedupe(tasks: Sequence[Task]) -> tuple[list[Task], list[int]]:
     return list(keys), index
 
 
-def _worker_main(conn: Connection, limits: Limits) -> None:
+# Results travel in batches, at a chunk's end and at most this many seconds apart (so a
+# progress bar moves): a message per result cost the parent a wake-up per query, which on
+# Spider-sized queries was a fifth of the work. Which task a worker is running, and since
+# when, it writes to shared memory instead, where the parent's watchdog reads it.
+FLUSH_S = 0.05
+
+
+def _worker_main(conn: Connection, limits: Limits, running) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     executors: dict[str, object] = {}
     while True:
@@ -50,27 +60,44 @@ def _worker_main(conn: Connection, limits: Limits) -> None:
             return
         if chunk is None:
             return
-        for idx, target, sql, repeat in chunk:
+        batch: list = []
+        flushed = time.monotonic()
+        for pos, (idx, target, sql, repeat) in enumerate(chunk):
+            running[0] = time.monotonic()  # the start first, then the task: see _Worker.running
+            running[1] = pos
             ex = executor_for(target, limits, executors)
             res = ex.execute(target, sql)
             if repeat > 1 and res.ok:  # timing runs (VES): report the mean-free list of times
                 times = [res.elapsed] + [ex.execute(target, sql).elapsed for _ in range(repeat - 1)]
-                conn.send((idx, res.to_wire(), times))
+                batch.append((idx, res.to_wire(), times))
             else:
-                conn.send((idx, res.to_wire(), None))
+                batch.append((idx, res.to_wire(), None))
+            if pos + 1 == len(chunk) or time.monotonic() - flushed >= FLUSH_S:
+                conn.send(batch)
+                batch, flushed = [], time.monotonic()
 
 
 @dataclass
 class _Worker:
     proc: mp.process.BaseProcess
     conn: Connection
+    state: object  # shared (start time, position in chunk) of the task the worker is running
     chunk: list = field(default_factory=list)
-    pos: int = 0
-    since: float = 0.0
+    pos: int = 0  # results received of this chunk
+    since: float = 0.0  # when the chunk was sent
 
     @property
     def busy(self) -> bool:
         return self.pos < len(self.chunk)
+
+    def running(self) -> tuple[int, float]:
+        """(position in the chunk, start time) of the task the worker is on. The worker writes
+        the start before the position, so a position read here never comes with an older start.
+        A start before the chunk was sent is the last chunk's: the first task has not begun."""
+        pos, started = int(self.state[1]), self.state[0]
+        if started < self.since:
+            return self.pos, self.since
+        return max(pos, self.pos), started
 
 
 def default_workers() -> int:
@@ -108,10 +135,11 @@ class ExecutionPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.limits), daemon=True)
+        state = self._ctx.RawArray("d", 2)
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.limits, state), daemon=True)
         proc.start()
         child.close()
-        return _Worker(proc, parent)
+        return _Worker(proc, parent, state)
 
     def start(self, n: int | None = None) -> None:
         """Start up to ``n`` workers now (before any threads, e.g. a progress bar, exist)."""
@@ -221,14 +249,18 @@ class ExecutionPool:
             return chunk
 
         def replace(w: _Worker, status: Status, why: str) -> None:
+            """Charge the task ``w`` is running, requeue the rest of its chunk (results it had
+            not sent yet included), and start a new worker in its place."""
             nonlocal remaining
-            idx = w.chunk[w.pos][0]
-            results[idx] = ExecResult(status, error=why, elapsed=time.monotonic() - w.since).to_wire()
+            at, started = w.running()
+            idx = w.chunk[at][0]
+            results[idx] = ExecResult(status, error=why, elapsed=time.monotonic() - started).to_wire()
             remaining -= 1
             if progress:
                 progress(1)
-            if w.pos + 1 < len(w.chunk):
-                requeued.append(w.chunk[w.pos + 1 :])
+            rest = w.chunk[w.pos : at] + w.chunk[at + 1 :]
+            if rest:
+                requeued.append(rest)
             self._kill(w)
             self._workers[self._workers.index(w)] = self._spawn()
 
@@ -244,25 +276,25 @@ class ExecutionPool:
             busy = [w for w in self._workers if w.busy]
             if not busy:
                 continue
-            first_deadline = min(w.since + budget for w in busy)
+            first_deadline = min(w.running()[1] + budget for w in busy)
             ready = wait([w.conn for w in busy], timeout=max(0.0, first_deadline - now))
             by_conn = {id(w.conn): w for w in busy}
             for conn in ready:
                 w = by_conn[id(conn)]
                 try:
                     while conn.poll():
-                        idx, wire, t = conn.recv()
-                        results[idx], times[idx] = wire, t
-                        w.pos += 1
-                        w.since = time.monotonic()
-                        remaining -= 1
+                        batch = conn.recv()
+                        for idx, wire, t in batch:
+                            results[idx], times[idx] = wire, t
+                        w.pos += len(batch)
+                        remaining -= len(batch)
                         if progress:
-                            progress(1)
+                            progress(len(batch))
                 except (EOFError, OSError):
                     replace(w, Status.RUNTIME_ERROR, "execution worker crashed (out of memory?)")
             now = time.monotonic()
             for w in list(self._workers):
-                if w.busy and now - w.since > budget:
+                if w.busy and now - w.running()[1] > budget:
                     replace(w, Status.TIMEOUT, f"stopped after {self.limits.timeout:g} s (worker killed)")
 
 

@@ -57,13 +57,13 @@ class PostgresExecutor(ServerExecutor):
                 raise ConnectFailed(Status.DB_MISSING, f"database not found: {mask_url(target)}") from None
             raise ConnectFailed(Status.RUNTIME_ERROR, f"{mask_url(target)}: cannot connect: {msg}", unreachable=True) from None
         try:
+            sets = [f"SET statement_timeout = {max(1, int(self.limits.timeout * 1000))}",
+                    "SET default_transaction_read_only = on", "SET idle_in_transaction_session_timeout = 60000",
+                    f"SET work_mem = '{max(4, min(self.limits.memory_mb // 8, 2047))}MB'"]  # fmt: skip
+            if conn.info.server_version >= 140000:
+                sets.append("SET client_connection_check_interval = 1000")
             with conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {max(1, int(self.limits.timeout * 1000))}")
-                cur.execute("SET default_transaction_read_only = on")
-                cur.execute("SET idle_in_transaction_session_timeout = 60000")
-                if conn.info.server_version >= 140000:
-                    cur.execute("SET client_connection_check_interval = 1000")
-                cur.execute(f"SET work_mem = '{max(4, min(self.limits.memory_mb // 8, 2047))}MB'")
+                cur.execute("; ".join(sets))  # our own text, one round trip (the simple protocol)
             conn.commit()
             conn.read_only = True  # psycopg starts each transaction with BEGIN READ ONLY
         except psycopg.Error as e:

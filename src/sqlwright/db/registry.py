@@ -52,7 +52,13 @@ def check_targets(targets: set[str], probe: bool = True) -> None:
     """Refuse, before anything runs, targets no executor can open (one line, exit code 2):
     a URL scheme without an executor, a driver that is not installed, and (``probe``) a server
     that cannot be reached or refuses the login. A database missing on a reachable server is
-    not refused here: its questions score ``db_missing``, as a missing SQLite file does."""
+    not refused here: its questions score ``db_missing``, as a missing SQLite file does.
+
+    One target is probed per server and login (``server_of``): reaching a server and logging
+    in do not depend on which of its databases is named, and a probe costs a connection (on
+    Spider dev's 19 PostgreSQL databases, 19 SCRAM logins and backends; on DuckDB, opening
+    every file). A database the server refuses on its own (a per-database ``pg_hba.conf``
+    rule) fails its questions with the server's one-line reason instead."""
     urls = sorted(t for t in targets if "://" in t)
     for target in urls:
         dialect = dialect_of(target)
@@ -66,8 +72,12 @@ def check_targets(targets: set[str], probe: bool = True) -> None:
     from sqlwright.db.server import ConnectFailed
 
     cache: dict = {}
+    probed: set[tuple] = set()
     try:
         for target in urls:
+            if (key := server_of(target)) in probed:  # one probe per server and login
+                continue
+            probed.add(key)
             try:
                 probe_one = getattr(executor_for(target, DEFAULT_LIMITS, cache), "probe", None)
                 if probe_one is not None:  # an executor without probe (a test's) opens on first use
@@ -80,6 +90,17 @@ def check_targets(targets: set[str], probe: bool = True) -> None:
     finally:
         for ex in cache.values():
             ex.close()
+
+
+def server_of(target: str) -> tuple:
+    """What a probe of ``target`` checks: its server and login (DuckDB: the driver only)."""
+    from sqlwright.db.urls import Url
+
+    url = Url.parse(target)
+    if dialect_of(target) == "duckdb":
+        return ("duckdb",)
+    settings = tuple(sorted((k, v) for k, v in url.query.items() if k != "options"))  # options: a schema each
+    return (dialect_of(target), url.user, url.password, url.host, url.port, settings)
 
 
 def executor_for(target: str, limits: Limits, cache: dict) -> object:

@@ -16,6 +16,7 @@ the next statement.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -45,13 +46,18 @@ def missing_driver(package: str, extra: str) -> ImportError:
 
 class Watchdog:
     """A daemon thread that calls the armed action once its deadline passes, unless it is
-    disarmed first. One statement at a time: ``arm`` replaces what was armed."""
+    disarmed first. One statement at a time: ``arm`` replaces what was armed.
+
+    Arming wakes the thread only when it sleeps past the new deadline (nothing armed
+    before): a run of short statements, each armed for the same timeout, wakes it about
+    once per timeout, not once per statement."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._deadline = 0.0
         self._action: Any = None
         self._running = False
+        self._wake_at = math.inf  # when the sleeping thread next looks (inf: only when notified)
         self._thread: threading.Thread | None = None
 
     def arm(self, seconds: float, action: Any) -> None:
@@ -61,7 +67,8 @@ class Watchdog:
                 self._thread.start()
             self._deadline = time.monotonic() + seconds
             self._action = action
-            self._cond.notify_all()
+            if self._deadline < self._wake_at:
+                self._cond.notify_all()
 
     def disarm(self) -> None:
         """Cancel what is armed; if its action is running, wait until it has finished."""
@@ -73,8 +80,10 @@ class Watchdog:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._action is None or time.monotonic() < self._deadline:
-                    self._cond.wait(None if self._action is None else self._deadline - time.monotonic())
+                while self._action is None or (now := time.monotonic()) < self._deadline:
+                    self._wake_at = math.inf if self._action is None else self._deadline
+                    self._cond.wait(None if self._action is None else self._deadline - now)
+                self._wake_at = math.inf
                 action, self._action, self._running = self._action, None, True
             try:
                 with contextlib.suppress(Exception):

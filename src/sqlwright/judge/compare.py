@@ -6,6 +6,12 @@ true, ``NULL`` (``None``) equals ``NULL``, and text never equals a number (``'1'
 Two empty results are equal. The same functions score evaluations, filter generated
 training data and compute RL rewards, so there is one definition of correct.
 
+Every built-in comparator accepts a result compared with itself: the same rows in the same
+order, each value of the same type (``identical``). ``sqlwright.judge.service.compare``
+answers such pairs without running the comparator (a prediction that is the gold, or
+returns exactly its rows, is the common case and the test-suite search its dearest); a
+comparator registered with ``reflexive=False`` is always run.
+
 ``bird``       (default) rows as a **set**: duplicates and row order ignored, column order
                counts. Exactly the official BIRD evaluator (``set(pred) == set(gold)``),
                used by the llama-cookbook's reported numbers.
@@ -47,14 +53,15 @@ class Comparator:
     name: str
     summary: str
     equal: Callable[[Rows, Rows, str], bool]
+    reflexive: bool = True  # identical results are equal: the fast path may answer for it
 
 
 COMPARATORS: dict[str, Comparator] = {}
 
 
-def register(name: str, summary: str):
+def register(name: str, summary: str, reflexive: bool = True):
     def deco(fn):
-        COMPARATORS[name] = Comparator(name, summary, fn)
+        COMPARATORS[name] = Comparator(name, summary, fn, reflexive)
         return fn
 
     return deco
@@ -91,6 +98,16 @@ def test_suite_equal(gold: Rows, pred: Rows, gold_sql: str = "") -> bool:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def identical(gold: Rows, pred: Rows) -> bool:
+    """The same rows in the same order, each value of the same type (``1`` and ``1.0`` are
+    equal values but not identical: the test-suite port sorts values by their type's name)."""
+    if gold is pred:  # one execution shared by a prediction and its gold (the pool's dedupe)
+        return True
+    if len(gold) != len(pred) or gold != pred:
+        return False
+    return all(type(a) is type(b) for g, p in zip(gold, pred) for a, b in zip(g, p))
+
+
 _STRINGS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/", re.S)
 _ORDER_BY = re.compile(r"\border\s+by\b", re.I)
 

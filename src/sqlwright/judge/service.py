@@ -35,7 +35,7 @@ from sqlwright.db.pool import ExecutionPool
 from sqlwright.db.registry import compile_only
 from sqlwright.db.sqltext import normalize_sql
 from sqlwright.errors import UserError, did_you_mean
-from sqlwright.judge.compare import COMPARATORS, NotComputed, explain_mismatch
+from sqlwright.judge.compare import COMPARATORS, NotComputed, explain_mismatch, identical
 from sqlwright.types import DEFAULT_LIMITS, ExecResult, Limits, Status
 
 # Verdicts, in the order reports list them. ``correct`` is the only one that counts;
@@ -117,6 +117,8 @@ def check_comparator(name: str) -> None:
 
 def compare(comparator: str, gold_rows, pred_rows, gold_sql: str) -> tuple[bool | None, str]:
     """(equal, why not computed) under one comparator; never raises for a bounded search."""
+    if COMPARATORS[comparator].reflexive and identical(gold_rows, pred_rows):
+        return True, ""
     try:
         return COMPARATORS[comparator].equal(gold_rows, pred_rows, gold_sql), ""
     except NotComputed as e:
@@ -321,7 +323,9 @@ class Judge:
                 same, why = None, ""
                 if res is not None and res.ok and gold.ok:
                     if all_comparators:
-                        answers = {name: compare(name, gold.rows, res.rows, reference) for name in COMPARATORS}
+                        ident = identical(gold.rows, res.rows)  # once, not once per comparator
+                        answers = {name: (True, "") if ident and c.reflexive else compare(name, gold.rows, res.rows, reference)
+                                   for name, c in COMPARATORS.items()}  # fmt: skip
                         equal = {name: a[0] for name, a in answers.items()}
                         same, why = answers[self.comparator]
                     else:
