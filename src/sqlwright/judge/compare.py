@@ -105,7 +105,7 @@ def identical(gold: Rows, pred: Rows) -> bool:
         return True
     if len(gold) != len(pred) or gold != pred:
         return False
-    return all(type(a) is type(b) for g, p in zip(gold, pred) for a, b in zip(g, p))
+    return all(type(a) is type(b) for g, p in zip(gold, pred, strict=True) for a, b in zip(g, p, strict=True))
 
 
 _STRINGS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/", re.S)
