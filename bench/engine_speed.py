@@ -17,6 +17,13 @@ eval, MariaDB floor, …) so that other load on the machine falls on both sides 
   process, through the engine's plain driver (psycopg, PyMySQL, duckdb, sqlite3) on one
   connection per database opened beforehand; only execute + fetch all rows is timed. The sum
   divided by the workers ``sqlwright eval`` used (its ``settings.workers``: all cores).
+  Reported three ways: the statements alone (driver only); + opening one connection per
+  database, which any evaluator must do; and + the per-statement read-only protocol issue 15
+  requires of every evaluator that runs untrusted SQL on a server (PostgreSQL: ``BEGIN READ
+  ONLY`` … ``ROLLBACK``; MariaDB: ``START TRANSACTION READ ONLY`` … ``ROLLBACK``; DuckDB and
+  SQLite: nothing per statement, their read-only mode is the connection's), timed the same
+  way through the plain driver. The last is the cost floor of a *safe* evaluation; the gap
+  above it is sqlwright's own (guard, watchdog, pool, comparing).
 
 Reports the median of the rounds, and the ratios eval / floor (whole command and execution
 phase), as a markdown table and JSON.
@@ -45,17 +52,29 @@ TIMEOUT = 30.0  # seconds per query, eval and floor alike (golds: none comes nea
 
 
 # -- the floor: plain driver connections ----------------------------------------------------
-def _connect(engine: str, target: str):
-    """(connection, run(sql) -> rows) for one database through the engine's plain driver."""
+def _connect(engine: str, target: str, read_only_protocol: bool = False):
+    """(connection, run(sql) -> rows) for one database through the engine's plain driver;
+    ``read_only_protocol``: each statement in a read-only transaction, rolled back."""
     if engine == "sqlite":
         conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
         return conn, lambda sql: conn.execute(sql).fetchall()
     if engine == "postgresql":
         import psycopg
 
-        conn = psycopg.connect(conninfo(target), autocommit=True)
+        conn = psycopg.connect(conninfo(target), autocommit=not read_only_protocol)
         conn.execute(f"SET statement_timeout = {int(TIMEOUT * 1000)}")
-        return conn, lambda sql: conn.execute(sql).fetchall()
+        if not read_only_protocol:
+            return conn, lambda sql: conn.execute(sql).fetchall()
+        conn.commit()
+        conn.read_only = True  # psycopg sends BEGIN READ ONLY before the statement
+
+        def run_ro(sql: str) -> list:
+            try:
+                return conn.execute(sql).fetchall()
+            finally:
+                conn.rollback()
+
+        return conn, run_ro
     if engine == "mariadb":
         import pymysql
 
@@ -64,8 +83,14 @@ def _connect(engine: str, target: str):
         cur.execute(f"SET SESSION max_statement_time = {TIMEOUT:g}")
 
         def run(sql: str) -> tuple:
-            cur.execute(sql)
-            return cur.fetchall()
+            if read_only_protocol:
+                cur.execute("START TRANSACTION READ ONLY")
+            try:
+                cur.execute(sql)
+                return cur.fetchall()
+            finally:
+                if read_only_protocol:
+                    cur.execute("ROLLBACK")
 
         return conn, run
     if engine == "duckdb":
@@ -77,14 +102,14 @@ def _connect(engine: str, target: str):
     raise ValueError(engine)
 
 
-def floor(engine: str, queries: list[tuple[str, str]], workers: int) -> dict:
+def floor(engine: str, queries: list[tuple[str, str]], workers: int, read_only_protocol: bool = False) -> dict:
     counts = {"ok": 0, "error": 0}
     total = 0.0
     conns: dict[str, tuple] = {}
     t0 = time.perf_counter()
     for target, _ in queries:
         if target not in conns:
-            conns[target] = _connect(engine, target)
+            conns[target] = _connect(engine, target, read_only_protocol)
     connect_s = time.perf_counter() - t0  # one connection per database, which any evaluator opens
     try:
         for target, sql in queries:
@@ -94,7 +119,7 @@ def floor(engine: str, queries: list[tuple[str, str]], workers: int) -> dict:
                 run(sql)
                 counts["ok"] += 1
             except Exception:  # a gold that does not compile on this engine: its error costs time too
-                counts["error"] += 1  # (PostgreSQL: autocommit, nothing to roll back)
+                counts["error"] += 1  # (rolled back above with the read-only protocol; else autocommit)
             total += time.perf_counter() - t0
     finally:
         for conn, _ in conns.values():
@@ -147,39 +172,41 @@ def main(argv: list[str]) -> None:
         sq_template = str(spider / "database" / "{db_id}" / "{db_id}.sqlite")
         plan.append(("sqlite", ["--benchmark", str(spider)], distinct_queries(spider / "dev.json", recs, sq_template, "gold"), sq_preds))
 
-        runs: dict[str, dict[str, list]] = {name: {"eval": [], "floor": []} for name, *_ in plan}
+        runs: dict[str, dict[str, list]] = {name: {"eval": [], "floor": [], "safe": []} for name, *_ in plan}
         for k in range(repeat):
             for name, target_args, queries, preds in plan:
                 ev = run_eval(preds, target_args)
                 fl = floor(name, queries, ev["workers"])
+                safe = floor(name, queries, ev["workers"], read_only_protocol=True)
                 runs[name]["eval"].append(ev)
                 runs[name]["floor"].append(fl)
+                runs[name]["safe"].append(safe)
                 print(f"round {k + 1} {name}: eval {ev['wall_s']:.2f} s (execution {ev['execute_wall_s']:.3f} s), "
-                      f"floor {fl['per_core_s']:.3f} s", file=sys.stderr)  # fmt: skip
+                      f"floor {fl['per_core_s']:.3f} s, safe floor {safe['with_connect_per_core_s']:.3f} s", file=sys.stderr)  # fmt: skip
     finally:
         for s in started:
             s.stop()
 
     cores = len(os.sched_getaffinity(0))
     print(f"\ncores: {cores}, rounds: {repeat} (median), timeout {TIMEOUT:g} s\n")
-    print("| engine | distinct (eval / floor) | floor: sum (s) | floor / workers (s) | + one connection per db, / workers (s) "
-          "| eval wall (s) | eval execution phase (s) | execution / floor | execution / floor with connections "
-          "| wall / floor | correct |")  # fmt: skip
+    print("| engine | distinct | floor / workers (s): driver only | + connections | + read-only protocol "
+          "| eval wall (s) | eval execution phase (s) | execution / floor: driver only | + connections "
+          "| + read-only protocol | correct |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, r in runs.items():
         med = {k: statistics.median(x[k] for x in r["eval"]) for k in ("wall_s", "execute_wall_s")}
-        fsum = statistics.median(x["total_s"] for x in r["floor"])
         fcore = statistics.median(x["per_core_s"] for x in r["floor"])
         fconn = statistics.median(x["with_connect_per_core_s"] for x in r["floor"])
-        ev, fl = r["eval"][0], r["floor"][0]
-        rows.append({"engine": name, "eval_median": med, "floor_sum_median_s": fsum, "floor_per_core_median_s": fcore,
-                     "floor_with_connect_per_core_median_s": fconn, "ratio_execution_with_connect": med["execute_wall_s"] / fconn,
-                     "ratio_execution": med["execute_wall_s"] / fcore, "ratio_wall": med["wall_s"] / fcore, "runs": r})  # fmt: skip
-        print(f"| {name} | {ev['distinct']} / {fl['distinct']} | {fsum:.3f} | {fcore:.3f} | {fconn:.3f} | {med['wall_s']:.2f} | "
-              f"{med['execute_wall_s']:.3f} | {med['execute_wall_s'] / fcore:.2f} | {med['execute_wall_s'] / fconn:.2f} | "
-              f"{med['wall_s'] / fcore:.1f} | "
-              f"{ev['correct']} / {ev['total']} |")  # fmt: skip
+        fsafe = statistics.median(x["with_connect_per_core_s"] for x in r["safe"])
+        ev = r["eval"][0]
+        ex = med["execute_wall_s"]
+        rows.append({"engine": name, "eval_median": med, "floor_per_core_median_s": fcore,
+                     "floor_with_connect_per_core_median_s": fconn, "safe_floor_per_core_median_s": fsafe,
+                     "ratio_execution": ex / fcore, "ratio_execution_with_connect": ex / fconn,
+                     "ratio_execution_safe": ex / fsafe, "ratio_wall": med["wall_s"] / fcore, "runs": r})  # fmt: skip
+        print(f"| {name} | {ev['distinct']} | {fcore:.3f} | {fconn:.3f} | {fsafe:.3f} | {med['wall_s']:.2f} | {ex:.3f} | "
+              f"{ex / fcore:.2f} | {ex / fconn:.2f} | {ex / fsafe:.2f} | {ev['correct']} / {ev['total']} |")  # fmt: skip
     print("\n" + json.dumps(rows, indent=1))
 
 
