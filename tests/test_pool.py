@@ -63,13 +63,15 @@ class _StuckExecutor:
 
 def test_watchdog_kills_a_stuck_worker_and_carries_on(monkeypatch):
     monkeypatch.setitem(registry.EXECUTORS, "stuck", f"{__name__}:_StuckExecutor")
-    tasks = [("stuck://db", f"q{i}") for i in range(6)] + [("stuck://db", "stuck!")] + [("stuck://db", f"r{i}") for i in range(6)]
+    # chunks of several tasks, two out per worker: the stuck task is charged, not the ones
+    # before it in its chunk (answered, not sent yet) nor those queued behind it
+    tasks = [("stuck://db", f"q{i}") for i in range(40)] + [("stuck://db", "stuck!")] + [("stuck://db", f"r{i}") for i in range(40)]
     t0 = time.monotonic()
     with ExecutionPool(Limits(timeout=0.5), workers=2, grace=0.5) as pool:
         res = pool.run(tasks)
     took = time.monotonic() - t0
-    assert res[6].status is Status.TIMEOUT and "killed" in res[6].error
-    assert all(r.ok for i, r in enumerate(res) if i != 6)
+    assert res[40].status is Status.TIMEOUT and "killed" in res[40].error
+    assert [r.rows for i, r in enumerate(res) if i != 40] == [((t[1],),) for i, t in enumerate(tasks) if i != 40]
     assert took < 0.5 + 1.0 + 1.0  # timeout + grace, plus start-up slack
 
 

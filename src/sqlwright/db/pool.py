@@ -64,7 +64,7 @@ def _worker_main(conn: Connection, limits: Limits, running) -> None:
         flushed = time.monotonic()
         for pos, (idx, target, sql, repeat) in enumerate(chunk):
             running[0] = time.monotonic()  # the start first, then the task: see _Worker.running
-            running[1] = pos
+            running[1] += 1  # this worker's task count: the parent knows which task that is
             ex = executor_for(target, limits, executors)
             res = ex.execute(target, sql)
             if repeat > 1 and res.ok:  # timing runs (VES): report the mean-free list of times
@@ -81,23 +81,40 @@ def _worker_main(conn: Connection, limits: Limits, running) -> None:
 class _Worker:
     proc: mp.process.BaseProcess
     conn: Connection
-    state: object  # shared (start time, position in chunk) of the task the worker is running
-    chunk: list = field(default_factory=list)
-    pos: int = 0  # results received of this chunk
-    since: float = 0.0  # when the chunk was sent
+    state: object  # shared: (start time, count) of the task the worker is running; count -1: none yet
+    tasks: list = field(default_factory=list)  # sent and not answered yet, in the order sent
+    done: int = 0  # of ``tasks``, answered (the first ``done``)
+    base: int = 0  # the worker's count of ``tasks[0]``
+    ends: deque = field(default_factory=deque)  # where each chunk sent ends in ``tasks``
+    since: float = 0.0  # the last send or answer: no task not begun can have begun before it
 
     @property
     def busy(self) -> bool:
-        return self.pos < len(self.chunk)
+        return self.done < len(self.tasks)
+
+    def send(self, chunk: list, now: float) -> None:
+        if not self.busy:  # everything answered: start the list afresh
+            self.base += len(self.tasks)
+            self.tasks, self.done = [], 0
+            self.since = now
+        self.tasks.extend(chunk)
+        self.ends.append(len(self.tasks))
+        self.conn.send(chunk)
+
+    def answered(self, n: int, now: float) -> None:
+        self.done += n
+        self.since = now
+        while self.ends and self.ends[0] <= self.done:
+            self.ends.popleft()
 
     def running(self) -> tuple[int, float]:
-        """(position in the chunk, start time) of the task the worker is on. The worker writes
-        the start before the position, so a position read here never comes with an older start.
-        A start before the chunk was sent is the last chunk's: the first task has not begun."""
-        pos, started = int(self.state[1]), self.state[0]
-        if started < self.since:
-            return self.pos, self.since
-        return max(pos, self.pos), started
+        """(index in ``tasks``, start time) of the task the worker is on. The worker writes the
+        start before the count, so a count read here never comes with an older start. A count
+        of a task already answered means the next has not begun: it is ``done``, from ``since``."""
+        at, started = int(self.state[1]) - self.base, self.state[0]
+        if at < self.done:
+            return self.done, self.since
+        return at, started
 
 
 def default_workers() -> int:
@@ -135,7 +152,7 @@ class ExecutionPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        state = self._ctx.RawArray("d", 2)
+        state = self._ctx.RawArray("d", [0.0, -1.0])
         proc = self._ctx.Process(target=_worker_main, args=(child, self.limits, state), daemon=True)
         proc.start()
         child.close()
@@ -249,16 +266,16 @@ class ExecutionPool:
             return chunk
 
         def replace(w: _Worker, status: Status, why: str) -> None:
-            """Charge the task ``w`` is running, requeue the rest of its chunk (results it had
-            not sent yet included), and start a new worker in its place."""
+            """Charge the task ``w`` is running, requeue the rest of what it was sent (results
+            it had not sent yet included), and start a new worker in its place."""
             nonlocal remaining
             at, started = w.running()
-            idx = w.chunk[at][0]
+            idx = w.tasks[at][0]
             results[idx] = ExecResult(status, error=why, elapsed=time.monotonic() - started).to_wire()
             remaining -= 1
             if progress:
                 progress(1)
-            rest = w.chunk[w.pos : at] + w.chunk[at + 1 :]
+            rest = w.tasks[w.done : at] + w.tasks[at + 1 :]
             if rest:
                 requeued.append(rest)
             self._kill(w)
@@ -266,13 +283,15 @@ class ExecutionPool:
 
         while remaining:
             now = time.monotonic()
-            for w in self._workers:
-                if not w.busy and (by_db or requeued):
-                    w.chunk, w.pos, w.since = next_chunk(w), 0, now
+            for w in list(self._workers):
+                # two chunks out per worker: the next waits in its pipe while it runs one, so it
+                # never idles for the parent (on 2 cores the parent is not always scheduled)
+                while len(w.ends) < 2 and (by_db or requeued):
                     try:
-                        w.conn.send(w.chunk)
+                        w.send(next_chunk(w), now)
                     except OSError:  # died while idle; its first task is charged, rest requeued
                         replace(w, Status.RUNTIME_ERROR, "execution worker crashed")
+                        break
             busy = [w for w in self._workers if w.busy]
             if not busy:
                 continue
@@ -286,7 +305,7 @@ class ExecutionPool:
                         batch = conn.recv()
                         for idx, wire, t in batch:
                             results[idx], times[idx] = wire, t
-                        w.pos += len(batch)
+                        w.answered(len(batch), time.monotonic())
                         remaining -= len(batch)
                         if progress:
                             progress(len(batch))
