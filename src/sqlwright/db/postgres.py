@@ -50,7 +50,9 @@ class PostgresExecutor(ServerExecutor):
     def _open(self, target: str) -> Any:
         psycopg = _driver()
         try:
-            conn = psycopg.connect(conninfo(target), connect_timeout=CONNECT_TIMEOUT, application_name="sqlwright")
+            # autocommit while the session is set up: the SETs are one round trip, no BEGIN/COMMIT
+            conn = psycopg.connect(conninfo(target), connect_timeout=CONNECT_TIMEOUT, application_name="sqlwright",
+                                   autocommit=True)  # fmt: skip
         except psycopg.Error as e:
             msg = first_line(e)
             if getattr(e, "sqlstate", None) == "3D000" or "does not exist" in msg and "database" in msg:
@@ -64,7 +66,7 @@ class PostgresExecutor(ServerExecutor):
                 sets.append("SET client_connection_check_interval = 1000")
             with conn.cursor() as cur:
                 cur.execute("; ".join(sets))  # our own text, one round trip (the simple protocol)
-            conn.commit()
+            conn.autocommit = False
             conn.read_only = True  # psycopg starts each transaction with BEGIN READ ONLY
         except psycopg.Error as e:
             conn.close()
