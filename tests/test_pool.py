@@ -116,3 +116,14 @@ def test_eval_with_a_database_url_exits_2_in_one_line(bird_dir, tmp_path):
             f"error: --db-root {dialect}://u:***@h/db is a database URL; --db-root names a folder of SQLite files, "
             f"--db-url a server's databases (e.g. '{dialect}://user@host/{{db_id}}')"]
         assert "worker crashed" not in proc.stderr and "pw" not in proc.stderr
+
+
+def test_one_login_check_per_server_and_login():
+    # check_targets probes one target per key: a login does not depend on the database named
+    key = registry.server_of
+    assert key("postgresql://u:pw@h:5432/a") == key("postgresql://u:pw@h:5432/b") == key("postgres://u:pw@h:5432/c")
+    assert key("postgresql://u@h/bench?options=-csearch_path%3Da") == key("postgresql://u@h/bench?options=-csearch_path%3Db")
+    assert len({key("postgresql://u@h:1/a"), key("postgresql://v@h:1/a"), key("postgresql://u@h:2/a"),
+                key("postgresql://u@g:1/a"), key("postgresql://u:x@h:1/a"), key("postgresql://u@h:1/a?sslmode=require"),
+                key("mysql://u@h:1/a")}) == 7  # fmt: skip
+    assert key("duckdb:///x/a.duckdb") == key("duckdb:///y/b.duckdb")  # files: the driver only
