@@ -246,6 +246,26 @@ def test_errors_map_onto_the_same_statuses(engine):
     assert run(missing, "SELECT 1").status is Status.DB_MISSING
 
 
+@pytest.mark.parametrize("pipelines", [True, False], ids=["pipeline", "prepared"])
+def test_postgres_protocol_refuses_several_statements_without_the_guard(targets, tmp_path, monkeypatch, pipelines):
+    # lock 2 on its own: with the text guard switched off, the server still refuses a string of
+    # several statements, in a pipeline and (libpq before 14 has none) prepared
+    from sqlwright.db import postgres, server
+
+    url = targets("postgresql")
+    monkeypatch.setattr(postgres, "_pipeline_supported", lambda: pipelines)
+    before = checksum(url)
+    monkeypatch.setattr(server, "refusal", lambda sql, dialect: None)
+    res = run(url, "SELECT 1; DELETE FROM schools")
+    assert res.status is Status.FORBIDDEN and "multiple statements" in res.error
+    assert run(url, "SELECT 'a%b', COUNT(*) FROM schools").rows == (("a%b", 5),)
+    monkeypatch.undo()
+    monkeypatch.setattr(postgres, "_pipeline_supported", lambda: pipelines)
+    assert checksum(url) == before
+    test_writes_are_refused_and_change_nothing(("postgresql", url), tmp_path)
+    test_errors_map_onto_the_same_statuses(("postgresql", url))
+
+
 # -- the judge agrees across engines ------------------------------------------------------------
 MIXED = [
     "SELECT COUNT(*) FROM schools WHERE city = 'Fresno'",  # correct
