@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -127,3 +128,24 @@ def test_one_login_check_per_server_and_login():
                 key("postgresql://u@g:1/a"), key("postgresql://u:x@h:1/a"), key("postgresql://u@h:1/a?sslmode=require"),
                 key("mysql://u@h:1/a")}) == 7  # fmt: skip
     assert key("duckdb:///x/a.duckdb") == key("duckdb:///y/b.duckdb")  # files: the driver only
+
+
+def test_an_interrupted_run_leaves_nothing_for_the_next(db):
+    # a progress callback that raises (as Ctrl-C does) stops the run with chunks still out:
+    # the next run must not receive their answers as its own
+    def stop(n):
+        raise KeyboardInterrupt
+
+    def hung(*_):
+        raise TimeoutError("the run after an interrupted one hung (stale answers counted as its own)")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with ExecutionPool(Limits(timeout=5), workers=2) as pool:
+            with pytest.raises(KeyboardInterrupt):
+                pool.run([(db, f"SELECT {i}") for i in range(300)], progress=stop)
+            res = pool.run([(db, f"SELECT 'b', {i}") for i in range(300)])
+    finally:
+        signal.alarm(0)
+    assert [r.rows for r in res] == [(("b", i),) for i in range(300)]

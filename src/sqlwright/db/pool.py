@@ -281,41 +281,49 @@ class ExecutionPool:
             self._kill(w)
             self._workers[self._workers.index(w)] = self._spawn()
 
-        while remaining:
-            now = time.monotonic()
-            for w in list(self._workers):
-                # two chunks out per worker: the next waits in its pipe while it runs one, so it
-                # never idles for the parent (on 2 cores the parent is not always scheduled)
-                while len(w.ends) < 2 and (by_db or requeued):
+        try:
+            while remaining:
+                now = time.monotonic()
+                for w in list(self._workers):
+                    # two chunks out per worker: the next waits in its pipe while it runs one, so it
+                    # never idles for the parent (on 2 cores the parent is not always scheduled)
+                    while len(w.ends) < 2 and (by_db or requeued):
+                        try:
+                            w.send(next_chunk(w), now)
+                        except OSError:  # died while idle; its first task is charged, rest requeued
+                            replace(w, Status.RUNTIME_ERROR, "execution worker crashed")
+                            break
+                busy = [w for w in self._workers if w.busy]
+                if not busy:
+                    continue
+                first_deadline = min(w.running()[1] + budget for w in busy)
+                ready = wait([w.conn for w in busy], timeout=max(0.0, first_deadline - now))
+                by_conn = {id(w.conn): w for w in busy}
+                for conn in ready:
+                    w = by_conn[id(conn)]
                     try:
-                        w.send(next_chunk(w), now)
-                    except OSError:  # died while idle; its first task is charged, rest requeued
-                        replace(w, Status.RUNTIME_ERROR, "execution worker crashed")
-                        break
-            busy = [w for w in self._workers if w.busy]
-            if not busy:
-                continue
-            first_deadline = min(w.running()[1] + budget for w in busy)
-            ready = wait([w.conn for w in busy], timeout=max(0.0, first_deadline - now))
-            by_conn = {id(w.conn): w for w in busy}
-            for conn in ready:
-                w = by_conn[id(conn)]
-                try:
-                    while conn.poll():
-                        batch = conn.recv()
-                        for idx, wire, t in batch:
-                            results[idx], times[idx] = wire, t
-                        w.answered(len(batch), time.monotonic())
-                        remaining -= len(batch)
-                        if progress:
-                            progress(len(batch))
-                except (EOFError, OSError):
-                    replace(w, Status.RUNTIME_ERROR, "execution worker crashed (out of memory?)")
-            now = time.monotonic()
-            for w in list(self._workers):
-                if w.busy and now - w.running()[1] > budget:
-                    replace(w, Status.TIMEOUT, f"stopped after {self.limits.timeout:g} s (worker killed)")
+                        while conn.poll():
+                            batch = conn.recv()
+                            for idx, wire, t in batch:
+                                results[idx], times[idx] = wire, t
+                            w.answered(len(batch), time.monotonic())
+                            remaining -= len(batch)
+                            if progress:
+                                progress(len(batch))
+                    except (EOFError, OSError):
+                        replace(w, Status.RUNTIME_ERROR, "execution worker crashed (out of memory?)")
+                now = time.monotonic()
+                for w in list(self._workers):
+                    if w.busy and now - w.running()[1] > budget:
+                        replace(w, Status.TIMEOUT, f"stopped after {self.limits.timeout:g} s (worker killed)")
 
+        except BaseException:
+            # interrupted (Ctrl-C, an error in a progress callback): what the workers still hold
+            # would answer the next run's tasks with this run's results; those workers go
+            for w in [w for w in self._workers if w.busy]:
+                self._kill(w)
+                self._workers.remove(w)
+            raise
 
 def execute_many(
     tasks: Sequence[Task], limits: Limits = DEFAULT_LIMITS, workers: int | None = None
