@@ -255,12 +255,11 @@ def test_postgres_protocol_refuses_several_statements_without_the_guard(targets,
     url = targets("postgresql")
     monkeypatch.setattr(postgres, "_pipeline_supported", lambda: pipelines)
     before = checksum(url)
-    monkeypatch.setattr(server, "refusal", lambda sql, dialect: None)
-    res = run(url, "SELECT 1; DELETE FROM schools")
-    assert res.status is Status.FORBIDDEN and "multiple statements" in res.error
-    assert run(url, "SELECT 'a%b', COUNT(*) FROM schools").rows == (("a%b", 5),)
-    monkeypatch.undo()
-    monkeypatch.setattr(postgres, "_pipeline_supported", lambda: pipelines)
+    with monkeypatch.context() as m:
+        m.setattr(server, "refusal", lambda sql, dialect: None)
+        res = run(url, "SELECT 1; DELETE FROM schools")
+        assert res.status is Status.FORBIDDEN and "multiple statements" in res.error
+        assert run(url, "SELECT 'a%b', COUNT(*) FROM schools").rows == (("a%b", 5),)
     assert checksum(url) == before
     test_writes_are_refused_and_change_nothing(("postgresql", url), tmp_path)
     test_errors_map_onto_the_same_statuses(("postgresql", url))

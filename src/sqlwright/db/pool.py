@@ -316,7 +316,6 @@ class ExecutionPool:
                 for w in list(self._workers):
                     if w.busy and now - w.running()[1] > budget:
                         replace(w, Status.TIMEOUT, f"stopped after {self.limits.timeout:g} s (worker killed)")
-
         except BaseException:
             # interrupted (Ctrl-C, an error in a progress callback): what the workers still hold
             # would answer the next run's tasks with this run's results; those workers go
@@ -324,6 +323,7 @@ class ExecutionPool:
                 self._kill(w)
                 self._workers.remove(w)
             raise
+
 
 def execute_many(
     tasks: Sequence[Task], limits: Limits = DEFAULT_LIMITS, workers: int | None = None

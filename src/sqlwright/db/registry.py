@@ -96,11 +96,12 @@ def server_of(target: str) -> tuple:
     """What a probe of ``target`` checks: its server and login (DuckDB: the driver only)."""
     from sqlwright.db.urls import Url
 
+    dialect = dialect_of(target)
+    if dialect == "duckdb":
+        return (dialect,)
     url = Url.parse(target)
-    if dialect_of(target) == "duckdb":
-        return ("duckdb",)
     settings = tuple(sorted((k, v) for k, v in url.query.items() if k != "options"))  # options: a schema each
-    return (dialect_of(target), url.user, url.password, url.host, url.port, settings)
+    return (dialect, url.user, url.password, url.host, url.port, settings)
 
 
 def executor_for(target: str, limits: Limits, cache: dict) -> object:

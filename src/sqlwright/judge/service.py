@@ -115,9 +115,10 @@ def check_comparator(name: str) -> None:
         raise UserError(f"unknown comparator {name!r}{did_you_mean(name, COMPARATORS)}; choose one of: {', '.join(COMPARATORS)}")
 
 
-def compare(comparator: str, gold_rows, pred_rows, gold_sql: str) -> tuple[bool | None, str]:
-    """(equal, why not computed) under one comparator; never raises for a bounded search."""
-    if COMPARATORS[comparator].reflexive and identical(gold_rows, pred_rows):
+def compare(comparator: str, gold_rows, pred_rows, gold_sql: str, same_rows: bool | None = None) -> tuple[bool | None, str]:
+    """(equal, why not computed) under one comparator; never raises for a bounded search.
+    ``same_rows``: ``identical(gold_rows, pred_rows)`` when the caller has it already."""
+    if COMPARATORS[comparator].reflexive and (identical(gold_rows, pred_rows) if same_rows is None else same_rows):
         return True, ""
     try:
         return COMPARATORS[comparator].equal(gold_rows, pred_rows, gold_sql), ""
@@ -324,8 +325,7 @@ class Judge:
                 if res is not None and res.ok and gold.ok:
                     if all_comparators:
                         ident = identical(gold.rows, res.rows)  # once, not once per comparator
-                        answers = {name: (True, "") if ident and c.reflexive else compare(name, gold.rows, res.rows, reference)
-                                   for name, c in COMPARATORS.items()}  # fmt: skip
+                        answers = {name: compare(name, gold.rows, res.rows, reference, ident) for name in COMPARATORS}
                         equal = {name: a[0] for name, a in answers.items()}
                         same, why = answers[self.comparator]
                     else:
