@@ -265,6 +265,42 @@ def test_postgres_protocol_refuses_several_statements_without_the_guard(targets,
     test_errors_map_onto_the_same_statuses(("postgresql", url))
 
 
+def test_postgres_statement_interrupted_half_way_leaves_nothing_open(targets, request, monkeypatch):
+    # Ctrl-C inside the round trip (here: while waiting for the answer) leaves the protocol half
+    # way; the connection goes, nothing stays open on the server, the next statement reconnects
+    from sqlwright.db import postgres
+
+    url = targets("postgresql")
+    ex = executor_for(url, Limits(timeout=5), {})
+    try:
+        assert ex.execute(url, "SELECT COUNT(*) FROM schools").rows == ((5,),)
+        first = ex.connection(url)
+        real = postgres._wait
+
+        def interrupted(pgconn, write):
+            real(pgconn, write)
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as m:
+            m.setattr(postgres, "_wait", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                ex.execute(url, "SELECT pg_sleep(0.3), COUNT(*) FROM schools")
+        assert first.closed
+        assert ex.execute(url, "SELECT COUNT(*) FROM schools").rows == ((5,),)
+        assert ex.connection(url) is not first
+        time.sleep(0.5)
+        assert running_on_server(request, "postgresql") == []
+    finally:
+        ex.close()
+
+
+def test_postgres_statement_the_client_encoding_cannot_carry_is_an_error(targets):
+    url = targets("postgresql") + "?client_encoding=latin1"
+    res = run(url, "SELECT '\N{SNOWMAN}' AS s, COUNT(*) FROM schools")
+    assert res.status is Status.RUNTIME_ERROR and "LATIN1" in res.error.upper(), res
+    assert run(url, "SELECT 'caf\N{LATIN SMALL LETTER E WITH ACUTE}' AS s").rows == (("caf\N{LATIN SMALL LETTER E WITH ACUTE}",),)
+
+
 # -- the judge agrees across engines ------------------------------------------------------------
 MIXED = [
     "SELECT COUNT(*) FROM schools WHERE city = 'Fresno'",  # correct

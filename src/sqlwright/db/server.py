@@ -125,10 +125,14 @@ class ServerExecutor:
     def _disconnect(self, conn: Any) -> None:
         conn.close()
 
+    def _closed(self, conn: Any) -> bool:
+        """Whether a reused connection was closed since (an interrupted statement closes it)."""
+        return False
+
     # -- connections --------------------------------------------------------------------
     def connection(self, target: str) -> Any:
         conn = self._conns.get(target)
-        if conn is not None:
+        if conn is not None and not self._closed(conn):
             self._conns.move_to_end(target)
             return conn
         conn = self._conns[target] = self._open(target)
