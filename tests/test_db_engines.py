@@ -260,6 +260,15 @@ def test_postgres_protocol_refuses_several_statements_without_the_guard(targets,
         res = run(url, "SELECT 1; DELETE FROM schools")
         assert res.status is Status.FORBIDDEN and "multiple statements" in res.error
         assert run(url, "SELECT 'a%b', COUNT(*) FROM schools").rows == (("a%b", 5),)
+        # lock 3: what a statement sets is rolled back with it, so it cannot unlock the next one
+        ex = executor_for(url, Limits(timeout=5), {})
+        try:
+            assert ex.execute(url, "SELECT set_config('default_transaction_read_only', 'off', false)").ok
+            assert ex.execute(url, "SELECT current_setting('default_transaction_read_only')").rows == (("on",),)
+            res = ex.execute(url, "DELETE FROM schools")
+            assert res.status is Status.FORBIDDEN and "read-only" in res.error, res
+        finally:
+            ex.close()
     assert checksum(url) == before
     test_writes_are_refused_and_change_nothing(("postgresql", url), tmp_path)
     test_errors_map_onto_the_same_statuses(("postgresql", url))
