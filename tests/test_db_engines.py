@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -267,6 +268,18 @@ def test_postgres_protocol_refuses_several_statements_without_the_guard(targets,
             assert ex.execute(url, "SELECT current_setting('default_transaction_read_only')").rows == (("on",),)
             res = ex.execute(url, "DELETE FROM schools")
             assert res.status is Status.FORBIDDEN and "read-only" in res.error, res
+            # a COPY to the client leaves the connection waiting for the copy: refused, no hang
+            def hung(*_):
+                raise TimeoutError("COPY … TO STDOUT hung")
+
+            signal.signal(signal.SIGALRM, hung)
+            signal.alarm(20)
+            try:
+                res = ex.execute(url, "COPY (SELECT * FROM schools) TO STDOUT")
+            finally:
+                signal.alarm(0)
+            assert not res.ok and res.rows is None, res
+            assert ex.execute(url, "SELECT COUNT(*) FROM schools").rows == ((5,),)
         finally:
             ex.close()
     assert checksum(url) == before

@@ -124,6 +124,10 @@ def _read_only_round_trip(conn: Any, sql: str, max_rows: int) -> _Rows:
                 continue
             if res.status == pq.ExecStatus.PIPELINE_SYNC:
                 syncs += 1
+            elif res.status in (pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_BOTH):
+                # COPY … TO STDOUT / FROM STDIN (the guard refuses COPY; this is the lock below it):
+                # the connection waits for the copy, so it goes, closed below
+                raise psycopg.errors.InsufficientPrivilege("COPY is not executed: only queries are")
             else:
                 results.append(res)
         pg.exit_pipeline_mode()
