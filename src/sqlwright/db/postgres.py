@@ -148,6 +148,9 @@ def _read_only_round_trip(conn: Any, sql: str, max_rows: int) -> _Rows:
 
 class PostgresExecutor(ServerExecutor):
     dialect = "postgresql"
+    # the result is whole on arrival: nothing to stop past the row cap (a cancel sent then
+    # could only reach the connection's next statement)
+    streams_rows = False
 
     def _open(self, target: str) -> Any:
         psycopg = _driver()

@@ -97,6 +97,7 @@ class Watchdog:
 class ServerExecutor:
     dialect = ""
     watchdog_slack = WATCHDOG_SLACK
+    streams_rows = True  # rows arrive as they are fetched: past the row cap, the query is stopped
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS, max_open: int = 4) -> None:
         self.limits = limits
@@ -187,7 +188,8 @@ class ServerExecutor:
                 while chunk := cursor.fetchmany(FETCH_CHUNK):
                     rows.extend(chunk)
                     if len(rows) > limits.max_rows:
-                        stop()  # the rest is not wanted: stop sending it
+                        if self.streams_rows:
+                            stop()  # the rest is not wanted: stop sending it
                         return self._done(target, conn, cursor, ExecResult(
                             Status.TOO_MANY_ROWS, error=f"more than {limits.max_rows} rows (raise --max-rows)",
                             elapsed=time.monotonic() - start))  # fmt: skip
