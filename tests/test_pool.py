@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import psutil
 import pytest
@@ -43,6 +45,29 @@ def test_pool_is_reusable_and_closes_its_workers(db):
     assert len(children) == 2
     pool.close()
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_starting_workers_keeps_no_garbage_alive(db):
+    # the heap is frozen for the collector only while a worker forks: a cycle that is garbage
+    # then (a dropped model, say) is still collected afterwards
+    class Node:
+        pass
+
+    gc.disable()  # so that nothing collects the cycle before the workers start
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        del a, b
+        pool = ExecutionPool(Limits(timeout=5), workers=2)
+        pool.start()
+        assert alive() is not None  # still uncollected garbage when the workers forked
+    finally:
+        gc.enable()
+    with pool:
+        gc.collect()
+        assert alive() is None
+        assert pool.run([(db, "SELECT 1"), (db, "SELECT 2")])[1].rows == ((2,),)
 
 
 class _StuckExecutor:
