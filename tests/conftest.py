@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -109,6 +111,23 @@ def child_processes() -> list:
         except psutil.Error:
             pass
     return out
+
+
+@contextlib.contextmanager
+def fails_if_it_hangs(seconds: int, what: str):
+    """A block that must finish within ``seconds``: past them it raises TimeoutError(what),
+    so a regression fails the test instead of hanging the run (SIGALRM, main thread)."""
+
+    def hung(*_):
+        raise TimeoutError(what)
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import SCHOOLS_DDL, make_db, write_jsonl
+from conftest import SCHOOLS_DDL, fails_if_it_hangs, make_db, write_jsonl
 from servers import PASSWORD, free_port, maria_admin, pg_admin
 from sqlwright.db.copy import copy_sqlite
 from sqlwright.db.pool import ExecutionPool
@@ -269,15 +268,8 @@ def test_postgres_protocol_refuses_several_statements_without_the_guard(targets,
             res = ex.execute(url, "DELETE FROM schools")
             assert res.status is Status.FORBIDDEN and "read-only" in res.error, res
             # a COPY to the client leaves the connection waiting for the copy: refused, no hang
-            def hung(*_):
-                raise TimeoutError("COPY … TO STDOUT hung")
-
-            signal.signal(signal.SIGALRM, hung)
-            signal.alarm(20)
-            try:
+            with fails_if_it_hangs(20, "COPY … TO STDOUT hung"):
                 res = ex.execute(url, "COPY (SELECT * FROM schools) TO STDOUT")
-            finally:
-                signal.alarm(0)
             assert not res.ok and res.rows is None, res
             assert ex.execute(url, "SELECT COUNT(*) FROM schools").rows == ((5,),)
         finally:

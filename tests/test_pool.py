@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import weakref
 import psutil
 import pytest
 
-from conftest import SCHOOLS_DDL, child_processes, make_db
+from conftest import SCHOOLS_DDL, child_processes, fails_if_it_hangs, make_db
 from sqlwright.db import registry
 from sqlwright.db.pool import ExecutionPool
 from sqlwright.errors import UserError
@@ -161,16 +160,9 @@ def test_an_interrupted_run_leaves_nothing_for_the_next(db):
     def stop(n):
         raise KeyboardInterrupt
 
-    def hung(*_):
-        raise TimeoutError("the run after an interrupted one hung (stale answers counted as its own)")
-
-    signal.signal(signal.SIGALRM, hung)
-    signal.alarm(30)
-    try:
-        with ExecutionPool(Limits(timeout=5), workers=2) as pool:
-            with pytest.raises(KeyboardInterrupt):
-                pool.run([(db, f"SELECT {i}") for i in range(300)], progress=stop)
-            res = pool.run([(db, f"SELECT 'b', {i}") for i in range(300)])
-    finally:
-        signal.alarm(0)
+    hang = "the run after an interrupted one hung (stale answers counted as its own)"
+    with fails_if_it_hangs(30, hang), ExecutionPool(Limits(timeout=5), workers=2) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            pool.run([(db, f"SELECT {i}") for i in range(300)], progress=stop)
+        res = pool.run([(db, f"SELECT 'b', {i}") for i in range(300)])
     assert [r.rows for r in res] == [(("b", i),) for i in range(300)]

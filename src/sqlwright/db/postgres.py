@@ -194,7 +194,8 @@ class PostgresExecutor(ServerExecutor):
     def _finish(self, conn: Any, cursor: Any) -> None:
         if cursor is not None:
             cursor.close()
-        if conn.pgconn.transaction_status != _driver().pq.TransactionStatus.IDLE:  # the prepared path
+        # the prepared path's transaction (a round trip ends its own); a closed connection raises here
+        if conn.pgconn.transaction_status != _driver().pq.TransactionStatus.IDLE:
             conn.rollback()
         if conn.closed or conn.broken:
             raise ConnectionError("connection lost")

@@ -103,7 +103,7 @@ def identical(gold: Rows, pred: Rows) -> bool:
     equal values but not identical: the test-suite port sorts values by their type's name)."""
     if gold is pred:  # one execution shared by a prediction and its gold (the pool's dedupe)
         return True
-    if len(gold) != len(pred) or gold != pred:
+    if gold != pred:
         return False
     return all(type(a) is type(b) for g, p in zip(gold, pred, strict=True) for a, b in zip(g, p, strict=True))
 
